@@ -1,0 +1,230 @@
+//! Authentication (secret → `Principal`) and authorisation (scope and ownership checks).
+//!
+//! Secrets look like `sk-` + 48 base62 characters. The first 12 are a public lookup prefix
+//! used to find the row; the whole secret's SHA-256 is compared in constant time. Secrets are
+//! ~285 random bits, so a fast hash is the right tool (a slow KDF would only add latency).
+
+use sha2::{Digest, Sha256};
+use sluice_store::ApiKey;
+use sluice_types::{ApiError, Scope};
+use subtle::ConstantTimeEq;
+
+use crate::{accounts::ADMIN_ACCOUNT_ID, store_error, Engine};
+
+pub const SECRET_PREFIX: &str = "sk-";
+pub const SECRET_BODY_LEN: usize = 48;
+pub const LOOKUP_LEN: usize = 12;
+/// The id reported for the operator's configured admin key, which has no row in the store.
+pub const CONFIG_ADMIN_KEY_ID: &str = "key_admin";
+
+/// Who is calling: resolved once per request from the presented secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: String,
+    pub account_id: String,
+    pub scopes: Vec<Scope>,
+    /// The key's model allowlist; `None` allows every model.
+    pub models: Option<Vec<String>>,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    pub fn has(&self, scope: Scope) -> bool {
+        self.is_admin() || self.scopes.contains(&scope)
+    }
+
+    /// 403 `forbidden` naming the missing scope and the ones the key has.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::missing_scope(
+                scope.as_str(),
+                self.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            ))
+        }
+    }
+
+    /// Admins act in every account; everyone else only in their own.
+    pub fn may_act_in(&self, account_id: &str) -> bool {
+        self.is_admin() || self.account_id == account_id
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn from_hex(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        out[i] = (nib(pair[0])? << 4) | nib(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The lookup prefix of a well-formed secret, or `None` for anything else.
+pub fn lookup_of(secret: &str) -> Option<&str> {
+    let body = secret.strip_prefix(SECRET_PREFIX)?;
+    if body.len() != SECRET_BODY_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    body.get(..LOOKUP_LEN)
+}
+
+/// Checks a stored key against the presented secret and the clock.
+pub fn verify(key: &ApiKey, secret: &str, now: i64) -> Result<Principal, ApiError> {
+    let presented = sha256(secret.as_bytes());
+    let stored = from_hex(&key.secret_hash).unwrap_or([0u8; 32]);
+    if !bool::from(presented.ct_eq(&stored)) {
+        return Err(ApiError::unauthorized("api_key_invalid"));
+    }
+    // Status is checked only after the secret matched, so a guess learns nothing about a key.
+    if key.revoked_at.is_some() {
+        return Err(ApiError::unauthorized("api_key_revoked"));
+    }
+    if key.expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::unauthorized("api_key_expired"));
+    }
+    Ok(Principal {
+        key_id: key.id.clone(),
+        account_id: key.account_id.clone(),
+        scopes: key.scopes.clone(),
+        models: key.models.clone(),
+    })
+}
+
+impl Engine {
+    /// Resolves the presented secret (from `Authorization: Bearer` or `x-api-key`).
+    ///
+    /// One indexed read per request, so a revocation on any instance sharing the store takes
+    /// effect on the very next request everywhere.
+    pub async fn authenticate(&self, presented: Option<&str>) -> Result<Principal, ApiError> {
+        let secret = match presented.map(str::trim) {
+            None | Some("") => return Err(ApiError::unauthorized("missing_api_key")),
+            Some(s) => s,
+        };
+        if let Some(admin) = &self.admin_key_hash {
+            if bool::from(sha256(secret.as_bytes()).ct_eq(admin)) {
+                return Ok(Principal {
+                    key_id: CONFIG_ADMIN_KEY_ID.to_owned(),
+                    account_id: ADMIN_ACCOUNT_ID.to_owned(),
+                    scopes: vec![Scope::Admin],
+                    models: None,
+                });
+            }
+        }
+        let Some(lookup) = lookup_of(secret) else {
+            return Err(ApiError::unauthorized("api_key_invalid"));
+        };
+        let key = self
+            .store
+            .find_key_by_lookup(lookup)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::unauthorized("api_key_invalid"))?;
+        verify(&key, secret, sluice_types::now_unix())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(secret: &str) -> ApiKey {
+        ApiKey {
+            id: "key_1".into(),
+            account_id: "acct_1".into(),
+            name: "k".into(),
+            lookup: lookup_of(secret).unwrap().into(),
+            secret_hash: to_hex(&sha256(secret.as_bytes())),
+            scopes: vec![Scope::ChatWrite],
+            models: None,
+            expires_at: None,
+            revoked_at: None,
+            created_at: 0,
+        }
+    }
+
+    fn reason(e: ApiError) -> String {
+        e.details.unwrap()["reason"].as_str().unwrap().to_owned()
+    }
+
+    const SECRET: &str = "sk-abcdefghijkl0123456789abcdefghijklmnopqrstuvwxyzAB";
+
+    #[test]
+    fn a_matching_secret_yields_the_principal() {
+        let p = verify(&stored(SECRET), SECRET, 10).unwrap();
+        assert_eq!(p.account_id, "acct_1");
+        assert_eq!(p.scopes, vec![Scope::ChatWrite]);
+    }
+
+    #[test]
+    fn a_wrong_secret_with_the_same_lookup_is_invalid() {
+        let other = "sk-abcdefghijklXXXXXXXXXXabcdefghijklmnopqrstuvwxyzAB";
+        let mut k = stored(SECRET);
+        k.revoked_at = Some(1);
+        // Even for a revoked key, a wrong secret says only "invalid".
+        assert_eq!(reason(verify(&k, other, 10).unwrap_err()), "api_key_invalid");
+    }
+
+    #[test]
+    fn revoked_and_expired_keys_say_so() {
+        let mut k = stored(SECRET);
+        k.expires_at = Some(10);
+        assert_eq!(reason(verify(&k, SECRET, 10).unwrap_err()), "api_key_expired");
+        assert!(verify(&k, SECRET, 9).is_ok());
+        k.revoked_at = Some(5);
+        assert_eq!(reason(verify(&k, SECRET, 9).unwrap_err()), "api_key_revoked");
+    }
+
+    #[test]
+    fn malformed_secrets_have_no_lookup() {
+        assert_eq!(lookup_of("sk-short"), None);
+        assert_eq!(lookup_of("pk-abcdefghijkl0123456789abcdefghijklmnopqrstuvwxyzAB"), None);
+        assert_eq!(lookup_of("sk-abcdefghijkl0123456789abcdefghijklmnopqrstuvwxyzA!"), None);
+        assert_eq!(lookup_of(SECRET), Some("abcdefghijkl"));
+    }
+
+    #[test]
+    fn admin_implies_every_scope_and_account() {
+        let p = Principal {
+            key_id: "k".into(),
+            account_id: "a".into(),
+            scopes: vec![Scope::Admin],
+            models: None,
+        };
+        assert!(p.has(Scope::KeysWrite));
+        assert!(p.may_act_in("other"));
+        let q = Principal {
+            scopes: vec![Scope::KeysRead],
+            ..p
+        };
+        let e = q.require(Scope::KeysWrite).unwrap_err();
+        let d = e.details.unwrap();
+        assert_eq!(d["required_scope"], "keys:write");
+        assert_eq!(d["available_scopes"], serde_json::json!(["keys:read"]));
+    }
+}

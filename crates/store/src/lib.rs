@@ -1,0 +1,102 @@
+//! Storage by capability: small `Send + Sync` traits, each implemented for SQLite and Postgres.
+//!
+//! No business rules live here or in SQL: the stores keep and return records; the engine decides.
+
+mod migrate;
+mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use model::{Account, ApiKey, Page};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// What a store can fail with. Text in `Backend` is for logs; the engine never shows it.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A unique column already holds this value.
+    Conflict { field: &'static str },
+    /// A reference (e.g. `account_id`) points at nothing.
+    MissingReference { field: &'static str },
+    /// Connection, query or decode failure.
+    Backend(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict { field } => write!(f, "unique value taken: {field}"),
+            StoreError::MissingReference { field } => write!(f, "reference not found: {field}"),
+            StoreError::Backend(e) => write!(f, "store error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Accounts: create, read, list.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    async fn create_account(&self, account: &Account) -> StoreResult<()>;
+    async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
+    /// Newest first; `page.after` is the id of the last account of the previous page.
+    async fn list_accounts(&self, page: &Page) -> StoreResult<Vec<Account>>;
+}
+
+/// API keys: create, look up for authentication, list, revoke.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Fails with `Conflict` when the lookup prefix is taken and `MissingReference` when the
+    /// account does not exist.
+    async fn create_key(&self, key: &ApiKey) -> StoreResult<()>;
+    async fn get_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
+    /// The authentication path: one indexed read by the key's public lookup prefix.
+    async fn find_key_by_lookup(&self, lookup: &str) -> StoreResult<Option<ApiKey>>;
+    /// Newest first, optionally only one account's keys.
+    async fn list_keys(&self, account_id: Option<&str>, page: &Page) -> StoreResult<Vec<ApiKey>>;
+    /// Marks the key revoked at `at` (keeping the first revocation time); returns the key, or
+    /// `None` when there is no such key.
+    async fn revoke_key(&self, id: &str, at: i64) -> StoreResult<Option<ApiKey>>;
+    async fn count_keys(&self) -> StoreResult<i64>;
+}
+
+/// Everything a Sluice process needs from its database.
+#[async_trait]
+pub trait Store: AccountStore + KeyStore {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Cheap round trip proving the store answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool; pending queries finish first.
+    async fn close(&self);
+}
+
+/// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and
+/// brings its schema up to date.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::Backend(
+            "database URL must start with sqlite:// or postgres://".to_owned(),
+        ))
+    }
+}
+
+pub(crate) fn backend_err(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}

@@ -1,0 +1,62 @@
+//! The scale-out backend: several Sluice instances share one Postgres database.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::{backend_err, migrate, sql, Store, StoreResult};
+
+/// Advisory lock id held while migrating, so concurrent starts apply each migration once.
+const MIGRATION_LOCK: i64 = 0x51_1CE0;
+
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(backend_err)?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_err)?;
+        migrate::apply_pending!(&mut *tx, migrate::POSTGRES)?;
+        tx.commit().await.map_err(backend_err)
+    }
+}
+
+sql::impl_common!(PgStore);
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(backend_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
