@@ -1,0 +1,281 @@
+//! Configuration: defaults < TOML file < `SLUICE_*` environment < command-line flags.
+//!
+//! The file is parsed strictly into `RawConfig` (unknown keys are errors naming the key's path),
+//! then validated into `Config`, the only type the program uses. Secrets may come from files
+//! (`admin_key_file`, `SLUICE_ADMIN_KEY_FILE`) and never appear in `Debug` output.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::{redact_url, SecretString};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./sluice.db";
+
+/// The file's shape, exactly as written.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub admin_key: Option<String>,
+    pub admin_key_file: Option<PathBuf>,
+    /// Log filter: a level (`info`) or `target=level` pairs (`info,sluice_server=debug`).
+    pub log: Option<String>,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+/// Validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: SecretString,
+    pub admin_key: Option<SecretString>,
+    pub log: String,
+    pub shutdown_grace_seconds: u64,
+    /// Things worth telling the operator that do not stop the start (e.g. unknown `SLUICE_*`).
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(self.database_url.expose()))
+            .field("admin_key", &self.admin_key)
+            .field("log", &self.log)
+            .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .finish()
+    }
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+}
+
+/// Why configuration could not be loaded; the message names the file, variable or key at fault.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Environment variables Sluice reads. Any other `SLUICE_*` earns a warning (a likely typo).
+const KNOWN_ENV: &[&str] = &[
+    "SLUICE_CONFIG",
+    "SLUICE_LISTEN",
+    "SLUICE_DATABASE_URL",
+    "SLUICE_DATABASE_URL_FILE",
+    "SLUICE_ADMIN_KEY",
+    "SLUICE_ADMIN_KEY_FILE",
+    "SLUICE_LOG",
+    "SLUICE_SHUTDOWN_GRACE_SECONDS",
+];
+
+/// Parses TOML text strictly, reporting the dotted path of a bad or unknown key.
+pub fn parse_file_text(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.message().trim().to_owned();
+        let at = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        ConfigError(format!("{origin}: {msg}{at}"))
+    })
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<SecretString, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| SecretString::new(s.trim_end_matches(['\n', '\r'])))
+        .map_err(|e| ConfigError(format!("{what}: cannot read {}: {e}", path.display())))
+}
+
+/// Loads configuration from `env` (pass `std::env::vars()` in production) and `overrides`.
+pub fn load(
+    overrides: &Overrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("SLUICE_"))
+        .collect();
+    let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let warnings: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| !KNOWN_ENV.contains(&k.as_str()))
+        .map(|(k, _)| format!("ignoring unknown environment variable {k}"))
+        .collect();
+
+    let file = overrides
+        .config_file
+        .clone()
+        .or_else(|| var("SLUICE_CONFIG").map(PathBuf::from));
+    let raw = match &file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+            parse_file_text(&text, &path.display().to_string())?
+        }
+        None => RawConfig::default(),
+    };
+
+    let listen_text = overrides
+        .listen
+        .clone()
+        .or_else(|| var("SLUICE_LISTEN"))
+        .or(raw.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        ConfigError(format!(
+            "listen: `{listen_text}` is not an address like 127.0.0.1:8080 (port 0 picks a free port)"
+        ))
+    })?;
+
+    let database_url = match (overrides.database_url.clone(), var("SLUICE_DATABASE_URL")) {
+        (Some(u), _) | (None, Some(u)) => SecretString::new(u),
+        (None, None) => match var("SLUICE_DATABASE_URL_FILE") {
+            Some(p) => read_secret_file(Path::new(&p), "SLUICE_DATABASE_URL_FILE")?,
+            None => SecretString::new(raw.database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())),
+        },
+    };
+    let url = database_url.expose();
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError(format!(
+            "database_url: `{}` must start with sqlite:// or postgres://",
+            redact_url(url)
+        )));
+    }
+
+    let admin_key = match (var("SLUICE_ADMIN_KEY"), var("SLUICE_ADMIN_KEY_FILE")) {
+        (Some(k), _) => Some(SecretString::new(k)),
+        (None, Some(p)) => Some(read_secret_file(Path::new(&p), "SLUICE_ADMIN_KEY_FILE")?),
+        (None, None) => match (raw.admin_key, raw.admin_key_file) {
+            (Some(k), _) => Some(SecretString::new(k)),
+            (None, Some(p)) => Some(read_secret_file(&p, "admin_key_file")?),
+            (None, None) => None,
+        },
+    };
+    if let Some(k) = &admin_key {
+        if k.expose().len() < 16 {
+            return Err(ConfigError(
+                "admin_key: must be at least 16 characters; use a long random value".to_owned(),
+            ));
+        }
+    }
+
+    let shutdown_grace_seconds = match var("SLUICE_SHUTDOWN_GRACE_SECONDS") {
+        Some(s) => s.parse().map_err(|_| {
+            ConfigError(format!("SLUICE_SHUTDOWN_GRACE_SECONDS: `{s}` is not a whole number"))
+        })?,
+        None => raw.shutdown_grace_seconds.unwrap_or(30),
+    };
+
+    Ok(Config {
+        listen,
+        database_url,
+        admin_key,
+        log: var("SLUICE_LOG").or(raw.log).unwrap_or_else(|| "info".to_owned()),
+        shutdown_grace_seconds,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn no_file_and_no_env_gives_working_defaults() {
+        let c = load(&Overrides::default(), env(&[("PATH", "/bin")])).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert!(c.admin_key.is_none());
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_with_their_path() {
+        let e = parse_file_text("lisen = \"x\"\n", "sluice.toml").unwrap_err();
+        assert!(e.0.starts_with("sluice.toml: unknown field `lisen`"), "{}", e.0);
+        assert!(e.0.contains("at `lisen`"), "{}", e.0);
+        let e = parse_file_text("shutdown_grace_seconds = \"ten\"\n", "f").unwrap_err();
+        assert!(e.0.contains("at `shutdown_grace_seconds`"), "{}", e.0);
+    }
+
+    #[test]
+    fn cli_beats_env_beats_file() {
+        let dir = std::env::temp_dir().join(format!("sluice-cfg-{}", sluice_types::id::random_base62(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sluice.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlog = \"debug\"\n").unwrap();
+        let mut o = Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        };
+        let c = load(&o, env(&[])).unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.log, "debug");
+        let c = load(&o, env(&[("SLUICE_LISTEN", "127.0.0.1:2")])).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        o.listen = Some("127.0.0.1:0".into());
+        let c = load(&o, env(&[("SLUICE_LISTEN", "127.0.0.1:2")])).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = std::env::temp_dir().join(format!("sluice-cfg-{}", sluice_types::id::random_base62(8)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("admin");
+        std::fs::write(&f, "sk-admin-0123456789abcdef\n").unwrap();
+        let c = load(
+            &Overrides::default(),
+            env(&[
+                ("SLUICE_ADMIN_KEY_FILE", f.to_str().unwrap()),
+                ("SLUICE_DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.admin_key.as_ref().unwrap().expose(), "sk-admin-0123456789abcdef");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("sk-admin"), "{shown}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_what_is_wrong() {
+        let e = load(&Overrides::default(), env(&[("SLUICE_LISTEN", "localhost")])).unwrap_err();
+        assert!(e.0.starts_with("listen:"), "{}", e.0);
+        let e = load(&Overrides::default(), env(&[("SLUICE_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(e.0.starts_with("database_url:"), "{}", e.0);
+        let e = load(&Overrides::default(), env(&[("SLUICE_ADMIN_KEY", "short")])).unwrap_err();
+        assert!(e.0.starts_with("admin_key:"), "{}", e.0);
+    }
+
+    #[test]
+    fn unknown_sluice_variables_warn() {
+        let c = load(&Overrides::default(), env(&[("SLUICE_LISTNE", "x")])).unwrap();
+        assert_eq!(c.warnings, ["ignoring unknown environment variable SLUICE_LISTNE"]);
+    }
+}
