@@ -90,7 +90,11 @@ impl AccountRequest {
             Some(v) => {
                 let t = Tier::from_json(v);
                 if t.is_none() {
-                    errors.add("tier", "invalid_enum", "tier must be one of: 1, 3, 5, \"unlimited\"");
+                    errors.add(
+                        "tier",
+                        "invalid_enum",
+                        "tier must be one of: 1, 3, 5, \"unlimited\"",
+                    );
                 }
                 t
             }
@@ -104,7 +108,9 @@ impl AccountRequest {
                 tier,
                 created_at: sluice_types::now_unix(),
             }),
-            _ => Err(ApiError::internal("account validation passed without values")),
+            _ => Err(ApiError::internal(
+                "account validation passed without values",
+            )),
         }
     }
 }
@@ -136,7 +142,9 @@ pub async fn ensure_admin_account(store: &dyn AccountStore) -> Result<(), ApiErr
 pub async fn insert(store: &dyn AccountStore, account: Account) -> Result<Account, ApiError> {
     match store.create_account(&account).await {
         Ok(()) => Ok(account),
-        Err(StoreError::Conflict { .. }) => Err(ApiError::conflict("account", "name", &account.name)),
+        Err(StoreError::Conflict { .. }) => {
+            Err(ApiError::conflict("account", "name", &account.name))
+        }
         Err(e) => Err(store_error(e)),
     }
 }

@@ -187,24 +187,39 @@ mod tests {
         let mut k = stored(SECRET);
         k.revoked_at = Some(1);
         // Even for a revoked key, a wrong secret says only "invalid".
-        assert_eq!(reason(verify(&k, other, 10).unwrap_err()), "api_key_invalid");
+        assert_eq!(
+            reason(verify(&k, other, 10).unwrap_err()),
+            "api_key_invalid"
+        );
     }
 
     #[test]
     fn revoked_and_expired_keys_say_so() {
         let mut k = stored(SECRET);
         k.expires_at = Some(10);
-        assert_eq!(reason(verify(&k, SECRET, 10).unwrap_err()), "api_key_expired");
+        assert_eq!(
+            reason(verify(&k, SECRET, 10).unwrap_err()),
+            "api_key_expired"
+        );
         assert!(verify(&k, SECRET, 9).is_ok());
         k.revoked_at = Some(5);
-        assert_eq!(reason(verify(&k, SECRET, 9).unwrap_err()), "api_key_revoked");
+        assert_eq!(
+            reason(verify(&k, SECRET, 9).unwrap_err()),
+            "api_key_revoked"
+        );
     }
 
     #[test]
     fn malformed_secrets_have_no_lookup() {
         assert_eq!(lookup_of("sk-short"), None);
-        assert_eq!(lookup_of("pk-abcdefghijkl0123456789abcdefghijklmnopqrstuvwxyz"), None);
-        assert_eq!(lookup_of("sk-abcdefghijkl0123456789abcdefghijklmnopqrstuvwxy!"), None);
+        assert_eq!(
+            lookup_of("pk-abcdefghijkl0123456789abcdefghijklmnopqrstuvwxyz"),
+            None
+        );
+        assert_eq!(
+            lookup_of("sk-abcdefghijkl0123456789abcdefghijklmnopqrstuvwxy!"),
+            None
+        );
         assert_eq!(lookup_of(SECRET), Some("abcdefghijkl"));
     }
 

@@ -128,8 +128,9 @@ pub fn load(
         .or_else(|| var("SLUICE_CONFIG").map(PathBuf::from));
     let raw = match &file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("cannot read config file {}: {e}", path.display()))
+            })?;
             parse_file_text(&text, &path.display().to_string())?
         }
         None => RawConfig::default(),
@@ -151,11 +152,17 @@ pub fn load(
         (Some(u), _) | (None, Some(u)) => SecretString::new(u),
         (None, None) => match var("SLUICE_DATABASE_URL_FILE") {
             Some(p) => read_secret_file(Path::new(&p), "SLUICE_DATABASE_URL_FILE")?,
-            None => SecretString::new(raw.database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())),
+            None => SecretString::new(
+                raw.database_url
+                    .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            ),
         },
     };
     let url = database_url.expose();
-    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
         return Err(ConfigError(format!(
             "database_url: `{}` must start with sqlite:// or postgres://",
             redact_url(url)
@@ -181,7 +188,9 @@ pub fn load(
 
     let shutdown_grace_seconds = match var("SLUICE_SHUTDOWN_GRACE_SECONDS") {
         Some(s) => s.parse().map_err(|_| {
-            ConfigError(format!("SLUICE_SHUTDOWN_GRACE_SECONDS: `{s}` is not a whole number"))
+            ConfigError(format!(
+                "SLUICE_SHUTDOWN_GRACE_SECONDS: `{s}` is not a whole number"
+            ))
         })?,
         None => raw.shutdown_grace_seconds.unwrap_or(30),
     };
@@ -190,7 +199,9 @@ pub fn load(
         listen,
         database_url,
         admin_key,
-        log: var("SLUICE_LOG").or(raw.log).unwrap_or_else(|| "info".to_owned()),
+        log: var("SLUICE_LOG")
+            .or(raw.log)
+            .unwrap_or_else(|| "info".to_owned()),
         shutdown_grace_seconds,
         warnings,
     })
@@ -201,7 +212,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -216,7 +230,11 @@ mod tests {
     #[test]
     fn unknown_file_keys_are_rejected_with_their_path() {
         let e = parse_file_text("lisen = \"x\"\n", "sluice.toml").unwrap_err();
-        assert!(e.0.starts_with("sluice.toml: unknown field `lisen`"), "{}", e.0);
+        assert!(
+            e.0.starts_with("sluice.toml: unknown field `lisen`"),
+            "{}",
+            e.0
+        );
         assert!(e.0.contains("at `lisen`"), "{}", e.0);
         let e = parse_file_text("shutdown_grace_seconds = \"ten\"\n", "f").unwrap_err();
         assert!(e.0.contains("at `shutdown_grace_seconds`"), "{}", e.0);
@@ -224,7 +242,8 @@ mod tests {
 
     #[test]
     fn cli_beats_env_beats_file() {
-        let dir = std::env::temp_dir().join(format!("sluice-cfg-{}", sluice_types::id::random_base62(8)));
+        let dir =
+            std::env::temp_dir().join(format!("sluice-cfg-{}", sluice_types::id::random_base62(8)));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("sluice.toml");
         std::fs::write(&file, "listen = \"127.0.0.1:1\"\nlog = \"debug\"\n").unwrap();
@@ -245,7 +264,8 @@ mod tests {
 
     #[test]
     fn secrets_come_from_files_and_never_print() {
-        let dir = std::env::temp_dir().join(format!("sluice-cfg-{}", sluice_types::id::random_base62(8)));
+        let dir =
+            std::env::temp_dir().join(format!("sluice-cfg-{}", sluice_types::id::random_base62(8)));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("admin");
         std::fs::write(&f, "sk-admin-0123456789abcdef\n").unwrap();
@@ -257,17 +277,31 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.admin_key.as_ref().unwrap().expose(), "sk-admin-0123456789abcdef");
+        assert_eq!(
+            c.admin_key.as_ref().unwrap().expose(),
+            "sk-admin-0123456789abcdef"
+        );
         let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("sk-admin"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sk-admin"),
+            "{shown}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn bad_values_name_what_is_wrong() {
-        let e = load(&Overrides::default(), env(&[("SLUICE_LISTEN", "localhost")])).unwrap_err();
+        let e = load(
+            &Overrides::default(),
+            env(&[("SLUICE_LISTEN", "localhost")]),
+        )
+        .unwrap_err();
         assert!(e.0.starts_with("listen:"), "{}", e.0);
-        let e = load(&Overrides::default(), env(&[("SLUICE_DATABASE_URL", "mysql://x")])).unwrap_err();
+        let e = load(
+            &Overrides::default(),
+            env(&[("SLUICE_DATABASE_URL", "mysql://x")]),
+        )
+        .unwrap_err();
         assert!(e.0.starts_with("database_url:"), "{}", e.0);
         let e = load(&Overrides::default(), env(&[("SLUICE_ADMIN_KEY", "short")])).unwrap_err();
         assert!(e.0.starts_with("admin_key:"), "{}", e.0);
@@ -276,6 +310,9 @@ mod tests {
     #[test]
     fn unknown_sluice_variables_warn() {
         let c = load(&Overrides::default(), env(&[("SLUICE_LISTNE", "x")])).unwrap();
-        assert_eq!(c.warnings, ["ignoring unknown environment variable SLUICE_LISTNE"]);
+        assert_eq!(
+            c.warnings,
+            ["ignoring unknown environment variable SLUICE_LISTNE"]
+        );
     }
 }

@@ -81,16 +81,22 @@ pub struct Issued {
 fn parse_time(v: &Value) -> Result<i64, &'static str> {
     match v {
         Value::Number(n) => n.as_i64().ok_or("invalid_type"),
-        Value::String(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp())
-            .map_err(|_| "invalid_format"),
+        Value::String(s) => {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|_| "invalid_format")
+        }
         _ => Err("invalid_type"),
     }
 }
 
 fn string_list(errors: &mut Errors, field: &str, v: &Value) -> Option<Vec<String>> {
     let Value::Array(items) = v else {
-        errors.add(field, "invalid_type", format!("{field} must be an array of strings"));
+        errors.add(
+            field,
+            "invalid_type",
+            format!("{field} must be an array of strings"),
+        );
         return None;
     };
     let mut out = Vec::with_capacity(items.len());
@@ -134,7 +140,11 @@ impl KeyRequest {
                             "invalid_enum",
                             format!(
                                 "Invalid scope: '{n}'. Allowed: {}",
-                                Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                                Scope::ALL
+                                    .iter()
+                                    .map(|s| s.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         ),
                     }
@@ -151,7 +161,11 @@ impl KeyRequest {
             Some(v) => match parse_time(v) {
                 Ok(t) if t > now => Some(t),
                 Ok(_) => {
-                    errors.add("expires_at", "min_value", "expires_at must be in the future");
+                    errors.add(
+                        "expires_at",
+                        "min_value",
+                        "expires_at must be in the future",
+                    );
                     None
                 }
                 Err(code) => {
@@ -223,7 +237,9 @@ pub async fn issue(store: &dyn Store, spec: KeySpec) -> Result<Issued, ApiError>
             Ok(()) => return Ok(Issued { key, secret }),
             Err(StoreError::Conflict { .. }) => continue,
             Err(StoreError::MissingReference { .. }) => {
-                return Err(ApiError::not_found("account", &spec.account_id).with_param("account_id"))
+                return Err(
+                    ApiError::not_found("account", &spec.account_id).with_param("account_id")
+                )
             }
             Err(e) => return Err(store_error(e)),
         }
@@ -261,7 +277,11 @@ impl Engine {
             None => Some(by.account_id.as_str()),
         };
         let (page, limit) = list::page(limit, after)?;
-        let rows = self.store.list_keys(scope, &page).await.map_err(store_error)?;
+        let rows = self
+            .store
+            .list_keys(scope, &page)
+            .await
+            .map_err(store_error)?;
         let views = rows.into_iter().map(KeyView::from).collect();
         Ok(list::finish(views, limit, |k: &KeyView| &k.id))
     }
@@ -316,11 +336,22 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|x| format!("{}:{}", x["field"].as_str().unwrap(), x["code"].as_str().unwrap()))
+            .map(|x| {
+                format!(
+                    "{}:{}",
+                    x["field"].as_str().unwrap(),
+                    x["code"].as_str().unwrap()
+                )
+            })
             .collect();
         assert_eq!(
             fields,
-            ["name:required", "scopes[1]:invalid_enum", "models:invalid_type", "expires_at:min_value"]
+            [
+                "name:required",
+                "scopes[1]:invalid_enum",
+                "models:invalid_type",
+                "expires_at:min_value"
+            ]
         );
     }
 
@@ -351,8 +382,11 @@ mod tests {
             models,
             expires_at: None,
         };
-        assert!(check_delegation(&by, &spec(vec![Scope::ChatWrite], Some(vec!["a".into()]))).is_ok());
-        let e = check_delegation(&by, &spec(vec![Scope::Admin], Some(vec!["a".into()]))).unwrap_err();
+        assert!(
+            check_delegation(&by, &spec(vec![Scope::ChatWrite], Some(vec!["a".into()]))).is_ok()
+        );
+        let e =
+            check_delegation(&by, &spec(vec![Scope::Admin], Some(vec!["a".into()]))).unwrap_err();
         assert_eq!(e.details.unwrap()["required_scope"], "admin");
         let e = check_delegation(&by, &spec(vec![Scope::ChatWrite], None)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("models"));

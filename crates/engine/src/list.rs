@@ -16,12 +16,16 @@ pub fn page(limit: Option<&str>, after: Option<&str>) -> Result<(Page, u32), Api
         None => DEFAULT_LIMIT,
         Some(s) => match s.parse::<u32>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            Ok(n) if n == 0 => {
+            Ok(0) => {
                 errors.add("limit", "min_value", "limit must be at least 1");
                 DEFAULT_LIMIT
             }
             Ok(_) => {
-                errors.add("limit", "max_value", format!("limit must be at most {MAX_LIMIT}"));
+                errors.add(
+                    "limit",
+                    "max_value",
+                    format!("limit must be at most {MAX_LIMIT}"),
+                );
                 DEFAULT_LIMIT
             }
             Err(_) => {
@@ -70,7 +74,11 @@ mod tests {
 
     #[test]
     fn bad_limits_are_field_errors() {
-        for (raw, code) in [("0", "min_value"), ("101", "max_value"), ("ten", "invalid_type")] {
+        for (raw, code) in [
+            ("0", "min_value"),
+            ("101", "max_value"),
+            ("ten", "invalid_type"),
+        ] {
             let e = page(Some(raw), None).unwrap_err();
             let d = e.details.unwrap();
             assert_eq!(d["errors"][0]["code"], code, "{raw}");

@@ -1,5 +1,7 @@
 //! The storage conformance suite: every backend must pass each of these unchanged.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use sluice_types::{Plan, Scope, Tier};
 
 use crate::{Account, ApiKey, Page, Store, StoreError};
@@ -44,12 +46,18 @@ pub async fn accounts_round_trip(store: &dyn Store) {
 }
 
 pub async fn account_names_are_unique(store: &dyn Store) {
-    store.create_account(&account("acct_a", "same")).await.unwrap();
+    store
+        .create_account(&account("acct_a", "same"))
+        .await
+        .unwrap();
     let err = store
         .create_account(&account("acct_b", "same"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { field: "name" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Conflict { field: "name" }),
+        "{err:?}"
+    );
 }
 
 pub async fn accounts_list_newest_first_with_cursor(store: &dyn Store) {
@@ -62,7 +70,10 @@ pub async fn accounts_list_newest_first_with_cursor(store: &dyn Store) {
     let first = store.list_accounts(&page(None, 2)).await.unwrap();
     let ids: Vec<_> = first.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["acct_4", "acct_3"]);
-    let next = store.list_accounts(&page(Some("acct_3"), 10)).await.unwrap();
+    let next = store
+        .list_accounts(&page(Some("acct_3"), 10))
+        .await
+        .unwrap();
     let ids: Vec<_> = next.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["acct_2", "acct_1", "acct_0"]);
 }
@@ -76,7 +87,10 @@ pub async fn keys_round_trip_every_field(store: &dyn Store) {
         store.find_key_by_lookup("LOOKUP000001").await.unwrap(),
         Some(k)
     );
-    assert_eq!(store.find_key_by_lookup("LOOKUP000002").await.unwrap(), None);
+    assert_eq!(
+        store.find_key_by_lookup("LOOKUP000002").await.unwrap(),
+        None
+    );
 
     let mut open = key("key_2", "acct_a", "LOOKUP000002");
     open.models = None;
@@ -97,7 +111,12 @@ pub async fn key_needs_an_existing_account(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::MissingReference { field: "account_id" }),
+        matches!(
+            err,
+            StoreError::MissingReference {
+                field: "account_id"
+            }
+        ),
         "{err:?}"
     );
 }
@@ -128,7 +147,10 @@ pub async fn keys_list_by_account_with_cursor(store: &dyn Store) {
     let all = store.list_keys(None, &page(None, 10)).await.unwrap();
     assert_eq!(all.len(), 4);
     assert_eq!(all[0].id, "key_3");
-    let a = store.list_keys(Some("acct_a"), &page(None, 10)).await.unwrap();
+    let a = store
+        .list_keys(Some("acct_a"), &page(None, 10))
+        .await
+        .unwrap();
     let ids: Vec<_> = a.iter().map(|k| k.id.as_str()).collect();
     assert_eq!(ids, ["key_2", "key_0"]);
     let after = store
@@ -150,7 +172,11 @@ pub async fn revoking_keeps_the_first_time(store: &dyn Store) {
     let again = store.revoke_key("key_1", 200).await.unwrap().unwrap();
     assert_eq!(again.revoked_at, Some(100));
     assert_eq!(store.revoke_key("key_missing", 1).await.unwrap(), None);
-    let found = store.find_key_by_lookup("LOOKUP000001").await.unwrap().unwrap();
+    let found = store
+        .find_key_by_lookup("LOOKUP000001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.revoked_at, Some(100));
 }
 

@@ -76,6 +76,14 @@ impl TestDatabase {
         }
     }
 
+    /// `sqlite` or `postgres`, as `Store::backend` names it.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
     /// Opens (and migrates) a store on this database; call it again for a second "instance".
     pub async fn open(&self) -> StoreResult<Arc<dyn Store>> {
         crate::open(&self.url).await

@@ -1,5 +1,7 @@
 //! Runs the one storage conformance suite against every backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sluice_store::testing::{Backend, TestDatabase};
 
 macro_rules! suite {

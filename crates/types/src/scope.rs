@@ -67,7 +67,9 @@ impl Scope {
 /// Parses a stored comma-separated scope list, skipping names this build does not know
 /// (a newer version may have written them; an unknown scope grants nothing).
 pub fn parse_list(s: &str) -> Vec<Scope> {
-    s.split(',').filter_map(|p| Scope::parse(p.trim())).collect()
+    s.split(',')
+        .filter_map(|p| Scope::parse(p.trim()))
+        .collect()
 }
 
 /// The stored form: comma-separated names.

@@ -38,7 +38,12 @@ impl Errors {
         self.0.push(e);
     }
 
-    pub fn add(&mut self, field: impl Into<String>, code: &'static str, message: impl Into<String>) {
+    pub fn add(
+        &mut self,
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) {
         self.0.push(FieldError::new(field, code, message));
     }
 

@@ -1,0 +1,250 @@
+//! Our own extractors, so malformed input yields the contract's envelope, never axum's text.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+use sluice_engine::Principal;
+use sluice_types::validation::invalid_fields;
+use sluice_types::{ApiError, ErrorKind, FieldError};
+
+use crate::error::HttpError;
+use crate::limits::{too_large, MAX_BODY_BYTES};
+use crate::AppState;
+
+/// A JSON body, size-limited and parsed with errors that say where the problem is.
+pub struct Json<T>(pub T);
+
+/// `Content-Type` must be JSON when given; a missing one is accepted (curl users forget it).
+fn check_content_type(req: &Request) -> Result<(), ApiError> {
+    let Some(ct) = req.headers().get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::MalformedRequest,
+            format!("Content-Type must be application/json, not `{essence}`."),
+        ))
+    }
+}
+
+/// Reads the whole body, stopping as soon as it passes the limit.
+pub async fn read_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::new(
+            ErrorKind::MalformedRequest,
+            "The request body could not be read.",
+        )
+        .with_internal(e.to_string())),
+    }
+}
+
+/// 0-based byte offset of a 1-based (line, column) position in `bytes`.
+fn byte_position(bytes: &[u8], line: usize, column: usize) -> usize {
+    let mut start = 0;
+    if line > 1 {
+        let mut seen = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                seen += 1;
+                if seen == line - 1 {
+                    start = i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    (start + column.saturating_sub(1)).min(bytes.len())
+}
+
+/// A well-formed body whose values have the wrong type or shape, as a field error.
+fn type_error(path: String, inner: &serde_json::Error) -> ApiError {
+    let message = inner
+        .to_string()
+        .split(" at line ")
+        .next()
+        .unwrap_or("invalid value")
+        .to_owned();
+    let code = if message.starts_with("missing field") {
+        "required"
+    } else if message.starts_with("unknown field") {
+        "unknown_field"
+    } else {
+        "invalid_type"
+    };
+    // serde reports a missing field at its parent's path; the field's name is in the message.
+    let field = if path == "." || code == "required" {
+        let name = message.split('`').nth(1).unwrap_or_default();
+        match path.as_str() {
+            "." => name.to_owned(),
+            parent => format!("{parent}.{name}"),
+        }
+    } else {
+        path
+    };
+    invalid_fields(vec![FieldError::new(field, code, message)])
+}
+
+/// Parses `bytes` as `T`: syntax errors are 400 with `details.parse_error`, line, column and
+/// byte position; type errors are field errors naming the JSON path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            ErrorKind::MalformedRequest,
+            "Request body must be valid JSON; it is empty.",
+        )
+        .with_detail("parse_error", "empty body"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let inner = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => match de.end() {
+            Ok(()) => return Ok(v),
+            Err(e) => e,
+        },
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_data() {
+                return Err(type_error(path, &inner));
+            }
+            inner
+        }
+    };
+    let (line, column) = (inner.line(), inner.column());
+    let position = byte_position(bytes, line, column);
+    let what = inner.to_string();
+    let what = what.split(" at line ").next().unwrap_or("syntax error");
+    let parse_error = format!("{what} at line {line}, column {column} (byte {position})");
+    Err(ApiError::new(
+        ErrorKind::MalformedRequest,
+        format!("Request body must be valid JSON: {parse_error}."),
+    )
+    .with_detail("parse_error", parse_error)
+    .with_detail("line", line)
+    .with_detail("column", column)
+    .with_detail("position", position))
+}
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        check_content_type(&req)?;
+        let bytes = read_body(req).await?;
+        Ok(Json(parse_json(&bytes)?))
+    }
+}
+
+/// The authenticated caller.
+pub struct Auth(pub Principal);
+
+/// The presented secret: `Authorization: Bearer <key>` or `x-api-key: <key>`.
+/// An `Authorization` header of another scheme counts as an invalid key, not a missing one.
+fn presented_key(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    if let Some(v) = parts.headers.get(AUTHORIZATION) {
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("api_key_invalid"))?;
+        let (scheme, token) = v.trim().split_once(' ').unwrap_or((v, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::unauthorized("api_key_invalid"));
+        }
+        return Ok(Some(token.trim()));
+    }
+    if let Some(v) = parts.headers.get("x-api-key") {
+        return v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::unauthorized("api_key_invalid"));
+    }
+    Ok(None)
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = presented_key(parts)?;
+        Ok(Auth(state.authenticate(presented).await?))
+    }
+}
+
+/// Query parameters, with a malformed query string reported in the envelope.
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(rejection) => Err(HttpError(ApiError::new(
+                ErrorKind::MalformedRequest,
+                format!("Invalid query string: {}", rejection.body_text()),
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_column_and_byte_position() {
+        let text = b"{\n  \"name\": \"x\",\n  oops\n}";
+        let e = parse_json::<Body>(text).unwrap_err();
+        let d = e.details.unwrap();
+        assert_eq!(d["line"], 3);
+        assert_eq!(d["column"], 3);
+        assert_eq!(d["position"], 19);
+        assert_eq!(text[19], b'o');
+    }
+
+    #[test]
+    fn type_errors_name_the_field() {
+        let e = parse_json::<Body>(br#"{"name": "x", "n": "seven"}"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidFields);
+        assert_eq!(e.param.as_deref(), Some("n"));
+        let e = parse_json::<Body>(br#"{"n": 1}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("name"));
+        assert_eq!(e.details.unwrap()["errors"][0]["code"], "required");
+    }
+
+    #[test]
+    fn trailing_garbage_and_empty_bodies_are_malformed() {
+        let e = parse_json::<Body>(br#"{"name": "x"} x"#).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::MalformedRequest);
+        let e = parse_json::<Body>(b"  ").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::MalformedRequest);
+    }
+}

@@ -1,0 +1,264 @@
+//! The `sluice` binary: `serve`, offline `keys create` / `accounts create`, and `migrate`.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use sluice_engine::config::{self, Config, Overrides};
+use sluice_engine::{accounts, keys, Engine};
+use sluice_types::ApiError;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "An AI gateway and workflow engine in one binary."
+)]
+struct Cli {
+    /// TOML configuration file (also SLUICE_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://path or postgres://… (also SLUICE_DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080; port 0 picks a free port (also SLUICE_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage API keys directly in the database (no server needed).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage accounts directly in the database (no server needed).
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (with its secret) as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Account to create the key in (default: the admin account).
+        #[arg(long)]
+        account_id: Option<String>,
+        /// Comma-separated scopes (default: every scope but admin).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Comma-separated model allowlist (default: every model).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Expiry: Unix seconds or RFC 3339.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Create an account and print it as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// free, pro or enterprise.
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// 1, 3, 5 or unlimited.
+        #[arg(long, default_value = "1")]
+        tier: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        config_file: cli.config.clone(),
+        listen,
+        database_url: cli.database_url.clone(),
+    };
+    let config = match config::load(&overrides, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { .. } => serve(config).await,
+            Command::Migrate => open(&config).await.map(|_| ()),
+            Command::Keys { command } => keys_command(&config, command).await,
+            Command::Accounts { command } => accounts_command(&config, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(config: &Config) -> Result<Arc<Engine>, String> {
+    let store = sluice_store::open(config.database_url.expose())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open database {}: {e}",
+                sluice_engine::secret::redact_url(config.database_url.expose())
+            )
+        })?;
+    Ok(Arc::new(Engine::new(store, config.admin_key.as_ref())))
+}
+
+fn api_err(e: ApiError) -> String {
+    match &e.internal {
+        Some(cause) => format!(
+            "{}: {} ({cause})",
+            e.kind.code(sluice_types::Dialect::Gateway),
+            e.message
+        ),
+        None => match &e.details {
+            Some(d) => format!(
+                "{}: {} {}",
+                e.kind.code(sluice_types::Dialect::Gateway),
+                e.message,
+                Value::Object(d.clone())
+            ),
+            None => format!(
+                "{}: {}",
+                e.kind.code(sluice_types::Dialect::Gateway),
+                e.message
+            ),
+        },
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    sluice_server::serve::init_logging(&config.log)?;
+    let engine = open(&config).await?;
+    let bootstrap_secret = engine.bootstrap().await.map_err(api_err)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("listening on http://{addr}");
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(secret) = bootstrap_secret {
+        println!("Created an admin API key (shown once; store it now): {secret}");
+        println!("Set SLUICE_ADMIN_KEY or create keys with `sluice keys create` to manage access.");
+    }
+    let app = sluice_server::app(engine.clone(), None);
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let result = sluice_server::serve::serve(
+        listener,
+        app,
+        sluice_server::serve::shutdown_signal(),
+        grace,
+    )
+    .await
+    .map_err(|e| e.to_string());
+    engine.store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), String> {
+    let engine = open(config).await?;
+    accounts::ensure_admin_account(&*engine.store)
+        .await
+        .map_err(api_err)?;
+    match command {
+        KeysCommand::Create {
+            name,
+            account_id,
+            scopes,
+            models,
+            expires_at,
+        } => {
+            let expires = expires_at.map(|t| match t.parse::<i64>() {
+                Ok(n) => json!(n),
+                Err(_) => json!(t),
+            });
+            let req = keys::KeyRequest {
+                name: Some(json!(name)),
+                account_id: account_id.map(Value::from),
+                scopes: scopes.map(|s| json!(s)),
+                models: models.map(|m| json!(m)),
+                expires_at: expires,
+            };
+            let spec = req
+                .validate(accounts::ADMIN_ACCOUNT_ID, sluice_types::now_unix())
+                .map_err(api_err)?;
+            let issued = keys::issue(&*engine.store, spec).await.map_err(api_err)?;
+            let mut view = keys::KeyView::from(issued.key);
+            view.secret = Some(issued.secret);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?
+            );
+        }
+    }
+    engine.store.close().await;
+    Ok(())
+}
+
+async fn accounts_command(config: &Config, command: AccountsCommand) -> Result<(), String> {
+    let engine = open(config).await?;
+    match command {
+        AccountsCommand::Create { name, plan, tier } => {
+            let req = accounts::AccountRequest {
+                name: Some(json!(name)),
+                plan: Some(json!(plan)),
+                tier: Some(json!(tier)),
+            };
+            let account = req.validate().map_err(api_err)?;
+            let account = accounts::insert(&*engine.store, account)
+                .await
+                .map_err(api_err)?;
+            let view = accounts::AccountView::from(account);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?
+            );
+        }
+    }
+    engine.store.close().await;
+    Ok(())
+}

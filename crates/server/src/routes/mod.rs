@@ -1,0 +1,36 @@
+//! The route table. Each submodule owns one resource's handlers.
+
+mod accounts;
+mod keys;
+mod ops;
+
+use axum::http::{Method, Uri};
+use axum::routing::get;
+use axum::Router;
+use sluice_types::ApiError;
+
+use crate::error::HttpError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/v1/accounts", get(accounts::list).post(accounts::create))
+        .route("/v1/accounts/{id}", get(accounts::get))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", get(keys::get).delete(keys::revoke))
+        .fallback(unknown_route)
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> HttpError {
+    let path = uri.path();
+    HttpError(
+        ApiError::new(
+            sluice_types::ErrorKind::NotFound,
+            format!("No route for {method} {path}."),
+        )
+        .with_detail("resource_type", "route")
+        .with_detail("resource_id", path),
+    )
+}

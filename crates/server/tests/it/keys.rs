@@ -1,0 +1,271 @@
+//! Accounts and keys through the API: issue, show once, list, revoke, ownership, delegation.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use sluice_testkit::{admin_key, TestApp, TestServer};
+
+use crate::assert_error;
+
+#[tokio::test]
+async fn a_key_secret_is_shown_once_and_works_at_once() {
+    let app = TestApp::start().await;
+    let acct = app.create_account("acme").await;
+    let res = app
+        .req(Method::POST, "/v1/keys", &admin_key())
+        .json(&json!({"name": "ci", "account_id": acct, "scopes": ["keys:read"], "models": ["mock/small"], "expires_at": "2100-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sk-") && secret.len() == 51, "{secret}");
+    assert_eq!(created["object"], "api_key");
+    assert_eq!(created["account_id"], acct.as_str());
+    assert_eq!(created["scopes"], json!(["keys:read"]));
+    assert_eq!(created["models"], json!(["mock/small"]));
+    assert_eq!(created["expires_at"], 4_102_444_800_i64);
+    assert_eq!(created["prefix"], &secret[..15]);
+    assert!(created.get("secret_hash").is_none());
+
+    let id = created["id"].as_str().unwrap();
+    let res = app
+        .req(Method::GET, &format!("/v1/keys/{id}"), &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let shown: Value = res.json().await.unwrap();
+    assert!(
+        shown.get("secret").is_none(),
+        "the secret is never shown again"
+    );
+    assert_eq!(shown["id"], id);
+}
+
+#[tokio::test]
+async fn lists_are_scoped_to_the_callers_account_and_paginate() {
+    let app = TestApp::start().await;
+    let a = app.create_account("a").await;
+    let b = app.create_account("b").await;
+    let (_, a_secret) = app.create_key(&a, &["keys:read"]).await;
+    for _ in 0..2 {
+        app.create_key(&a, &["keys:read"]).await;
+    }
+    app.create_key(&b, &["keys:read"]).await;
+
+    let res = app
+        .req(Method::GET, "/v1/keys?limit=2", &a_secret)
+        .send()
+        .await
+        .unwrap();
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(page["object"], "list");
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    assert_eq!(page["has_more"], true);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let res = app
+        .req(
+            Method::GET,
+            &format!("/v1/keys?limit=2&after={cursor}"),
+            &a_secret,
+        )
+        .send()
+        .await
+        .unwrap();
+    let rest: Value = res.json().await.unwrap();
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["has_more"], false);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let all: Vec<Value> = [page["data"].clone(), rest["data"].clone()]
+        .iter()
+        .flat_map(|d| d.as_array().unwrap().clone())
+        .collect();
+    assert!(all.iter().all(|k| k["account_id"] == a.as_str()));
+
+    let res = app
+        .req(Method::GET, &format!("/v1/keys?account_id={b}"), &a_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "forbidden", "permission_error", None, false).await;
+
+    let res = app
+        .req(Method::GET, "/v1/keys?limit=500", &a_secret)
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        Some("limit"),
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["errors"][0]["code"], "max_value");
+}
+
+#[tokio::test]
+async fn a_key_cannot_create_a_more_powerful_key() {
+    let app = TestApp::start().await;
+    let a = app.create_account("a").await;
+    let (_, secret) = app.create_key(&a, &["keys:read", "keys:write"]).await;
+    let res = app
+        .req(Method::POST, "/v1/keys", &secret)
+        .json(&json!({"name": "escalate", "scopes": ["admin"]}))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(res, 403, "forbidden", "permission_error", None, false).await;
+    assert_eq!(e["details"]["required_scope"], "admin");
+
+    let res = app
+        .req(Method::POST, "/v1/keys", &secret)
+        .json(&json!({"name": "child", "scopes": ["keys:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let child: Value = res.json().await.unwrap();
+    assert_eq!(
+        child["account_id"],
+        a.as_str(),
+        "defaults to the caller's account"
+    );
+}
+
+#[tokio::test]
+async fn accounts_are_admin_only_and_names_unique() {
+    let app = TestApp::start().await;
+    let a = app.create_account("acme").await;
+    let (_, secret) = app.create_key(&a, &["keys:read"]).await;
+    let res = app
+        .req(Method::POST, "/v1/accounts", &secret)
+        .json(&json!({"name": "mine"}))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(res, 403, "forbidden", "permission_error", None, false).await;
+    assert_eq!(e["details"]["required_scope"], "admin");
+
+    let res = app
+        .req(Method::POST, "/v1/accounts", &admin_key())
+        .json(&json!({"name": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        409,
+        "conflict",
+        "invalid_request_error",
+        Some("name"),
+        false,
+    )
+    .await;
+    assert_eq!(e["details"], json!({"field": "name", "value": "acme"}));
+
+    let res = app
+        .req(Method::POST, "/v1/accounts", &admin_key())
+        .json(&json!({"plan": "gold", "tier": 2}))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        Some("name"),
+        false,
+    )
+    .await;
+    let codes: Vec<&str> = e["details"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["required", "invalid_enum", "invalid_enum"]);
+
+    let res = app
+        .req(Method::POST, "/v1/accounts", &admin_key())
+        .json(&json!({"name": "big", "plan": "enterprise", "tier": "unlimited"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(
+        (v["plan"].as_str(), v["tier"].as_str()),
+        (Some("enterprise"), Some("unlimited"))
+    );
+
+    // An owner can read its own account, not another's.
+    let res = app
+        .req(Method::GET, &format!("/v1/accounts/{a}"), &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let other = v["id"].as_str().unwrap();
+    let res = app
+        .req(Method::GET, &format!("/v1/accounts/{other}"), &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "forbidden", "permission_error", None, false).await;
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_on_the_next_request_on_every_instance() {
+    let app = TestApp::start().await;
+    let second = TestServer::on(&app.db, None).await;
+    let a = app.create_account("a").await;
+    let (key_id, secret) = app.create_key(&a, &["keys:read", "keys:write"]).await;
+    for server in [&app.server, &second] {
+        let res = server
+            .req(Method::GET, "/v1/keys", &secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    // Revoked through instance two (by the key itself); refused by instance one straight after.
+    let res = second
+        .req(Method::DELETE, &format!("/v1/keys/{key_id}"), &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let revoked: Value = res.json().await.unwrap();
+    assert!(revoked["revoked_at"].as_i64().is_some());
+    for server in [&app.server, &second] {
+        let res = server
+            .req(Method::GET, "/v1/keys", &secret)
+            .send()
+            .await
+            .unwrap();
+        let e = assert_error(
+            res,
+            401,
+            "unauthorized",
+            "authentication_error",
+            None,
+            false,
+        )
+        .await;
+        assert_eq!(e["details"]["reason"], "api_key_revoked");
+    }
+    // Revoking again is harmless and keeps the first time.
+    let res = app
+        .req(Method::DELETE, &format!("/v1/keys/{key_id}"), &admin_key())
+        .send()
+        .await
+        .unwrap();
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again["revoked_at"], revoked["revoked_at"]);
+    second.stop().await;
+}

@@ -1,0 +1,40 @@
+//! Integration tests: real servers on 127.0.0.1:0 (and the real binary), one test binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod binary;
+mod contract;
+mod keys;
+
+use reqwest::Response;
+use serde_json::Value;
+
+/// The exact contract of an error response: status, code, type, param, the request id in the
+/// body equal to both id headers, and `x-should-retry`. Returns the `error` object.
+pub async fn assert_error(
+    res: Response,
+    status: u16,
+    code: &str,
+    kind: &str,
+    param: Option<&str>,
+    retry: bool,
+) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let h = res.headers().clone();
+    let rid = h["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(h["x-arena-trace-id"].to_str().unwrap(), rid);
+    assert!(sluice_types::id::is_id("req", &rid), "{rid}");
+    assert_eq!(
+        h["x-should-retry"].to_str().unwrap(),
+        if retry { "true" } else { "false" }
+    );
+    assert_eq!(h["content-type"].to_str().unwrap(), "application/json");
+    let body: Value = res.json().await.unwrap();
+    let e = &body["error"];
+    assert_eq!(e["code"], code, "{body}");
+    assert_eq!(e["type"], kind, "{body}");
+    assert_eq!(e["param"], param.map_or(Value::Null, Value::from), "{body}");
+    assert_eq!(e["request_id"], rid.as_str());
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    e.clone()
+}

@@ -1,0 +1,155 @@
+//! Test support: in-process Sluice servers on `127.0.0.1:0` over a throw-away database, and a
+//! harness that runs the real `sluice` binary.
+//!
+//! Tests pick the backend with `SLUICE_TEST_BACKEND` (`sqlite`, the default, or `postgres`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod process;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use serde_json::{json, Value};
+use sluice_engine::secret::SecretString;
+use sluice_engine::Engine;
+use sluice_server::AppState;
+pub use sluice_store::testing::{Backend, TestDatabase};
+use tokio::sync::oneshot;
+
+/// The admin key every test server is configured with.
+pub fn admin_key() -> String {
+    "sk-test-admin-0123456789abcdefghij".to_owned()
+}
+
+/// One running in-process server. Dropping it stops the server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub engine: Arc<Engine>,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A database plus the first server on it; start more with `TestServer::on`.
+pub struct TestApp {
+    pub server: TestServer,
+    pub db: TestDatabase,
+}
+
+impl TestApp {
+    /// A fresh database for the configured backend and a server on it.
+    pub async fn start() -> TestApp {
+        Self::start_with(None).await
+    }
+
+    /// Like `start`, with extra routes mounted under the same middleware.
+    pub async fn start_with(extra: Option<Router<AppState>>) -> TestApp {
+        let db = TestDatabase::new(Backend::from_env())
+            .await
+            .expect("test database");
+        let server = TestServer::on(&db, extra).await;
+        TestApp { server, db }
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl TestServer {
+    /// Starts a server on an existing database (a second "instance" sharing the store).
+    pub async fn on(db: &TestDatabase, extra: Option<Router<AppState>>) -> TestServer {
+        let store = db.open().await.expect("open store");
+        let engine = Arc::new(Engine::new(store, Some(&SecretString::new(admin_key()))));
+        engine.bootstrap().await.expect("bootstrap");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = sluice_server::app(engine.clone(), extra);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            let _ = sluice_server::serve::serve(
+                listener,
+                app,
+                shutdown,
+                std::time::Duration::from_secs(5),
+            )
+            .await;
+        });
+        TestServer {
+            addr,
+            engine,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A request with the given key as a Bearer token.
+    pub fn req(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    /// Creates an account as admin and returns its id.
+    pub async fn create_account(&self, name: &str) -> String {
+        let res = self
+            .req(reqwest::Method::POST, "/v1/accounts", &admin_key())
+            .json(&json!({"name": name, "plan": "pro"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "create account");
+        let v: Value = res.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a key in `account_id` with `scopes` as admin; returns (key id, secret).
+    pub async fn create_key(&self, account_id: &str, scopes: &[&str]) -> (String, String) {
+        let res = self
+            .req(reqwest::Method::POST, "/v1/keys", &admin_key())
+            .json(&json!({"name": "test key", "account_id": account_id, "scopes": scopes}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "create key");
+        let v: Value = res.json().await.unwrap();
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Stops accepting, drains, and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
