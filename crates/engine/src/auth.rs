@@ -6,6 +6,7 @@
 
 use sha2::{Digest, Sha256};
 use sluice_store::ApiKey;
+pub use sluice_types::principal::Principal;
 use sluice_types::{ApiError, Scope};
 use subtle::ConstantTimeEq;
 
@@ -16,43 +17,6 @@ pub const SECRET_BODY_LEN: usize = 48;
 pub const LOOKUP_LEN: usize = 12;
 /// The id reported for the operator's configured admin key, which has no row in the store.
 pub const CONFIG_ADMIN_KEY_ID: &str = "key_admin";
-
-/// Who is calling: resolved once per request from the presented secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    pub key_id: String,
-    pub account_id: String,
-    pub scopes: Vec<Scope>,
-    /// The key's model allowlist; `None` allows every model.
-    pub models: Option<Vec<String>>,
-}
-
-impl Principal {
-    pub fn is_admin(&self) -> bool {
-        self.scopes.contains(&Scope::Admin)
-    }
-
-    pub fn has(&self, scope: Scope) -> bool {
-        self.is_admin() || self.scopes.contains(&scope)
-    }
-
-    /// 403 `forbidden` naming the missing scope and the ones the key has.
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.has(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::missing_scope(
-                scope.as_str(),
-                self.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-            ))
-        }
-    }
-
-    /// Admins act in every account; everyone else only in their own.
-    pub fn may_act_in(&self, account_id: &str) -> bool {
-        self.is_admin() || self.account_id == account_id
-    }
-}
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()

@@ -8,7 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod keys;
 pub mod list;
-pub mod secret;
+pub use sluice_types::secret;
 
 use std::sync::Arc;
 

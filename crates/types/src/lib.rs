@@ -5,11 +5,14 @@
 pub mod account;
 pub mod error;
 pub mod id;
+pub mod principal;
 pub mod scope;
+pub mod secret;
 pub mod validation;
 
 pub use account::{Plan, Tier};
 pub use error::{ApiError, Dialect, ErrorKind, ErrorType};
+pub use principal::Principal;
 pub use scope::Scope;
 pub use validation::FieldError;
 

@@ -1,0 +1,40 @@
+//! `GET /v1/models`: the catalog as this key sees it, in OpenAI's list shape plus Sluice's facts.
+
+use serde_json::{json, Value};
+use sluice_types::Principal;
+
+use crate::catalog::Mode;
+use crate::Gateway;
+
+impl Gateway {
+    /// Models the key may use; the allowlist matches ids and aliases.
+    pub fn list_models(&self, who: &Principal) -> Value {
+        let data: Vec<Value> = self
+            .catalog
+            .models
+            .iter()
+            .filter(|m| who.models.as_ref().is_none_or(|allowed| allowed.iter().any(|a| m.is_named(a))))
+            .map(|m| {
+                let caps: Vec<&str> = [("tools", m.capabilities.tools), ("vision", m.capabilities.vision), ("json", m.capabilities.json)]
+                    .iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(n, _)| *n)
+                    .collect();
+                json!({
+                    "id": m.id,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": m.provider.id,
+                    "aliases": m.aliases,
+                    "mode": match m.mode { Mode::Chat => "chat", Mode::Embedding => "embedding" },
+                    "context_window": m.context_window,
+                    "max_output_tokens": m.max_output_tokens,
+                    "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price, "unit": "micro-credits"},
+                    "capabilities": caps,
+                    "available": m.provider.configured,
+                })
+            })
+            .collect();
+        json!({"object": "list", "data": data})
+    }
+}
