@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sluice_gateway::catalog::{Catalog, RawModel, RawProvider};
 
 use crate::secret::{redact_url, SecretString};
 
@@ -26,6 +27,10 @@ pub struct RawConfig {
     pub log: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     pub shutdown_grace_seconds: Option<u64>,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
 }
 
 /// Validated configuration.
@@ -36,6 +41,11 @@ pub struct Config {
     pub admin_key: Option<SecretString>,
     pub log: String,
     pub shutdown_grace_seconds: u64,
+    /// The catalog sections as written; `catalog()` validates them (already done once by `load`).
+    pub providers: Vec<RawProvider>,
+    pub models: Vec<RawModel>,
+    /// Environment values named by providers' `api_key_env`, captured at load.
+    pub provider_env: Vec<(String, String)>,
     /// Things worth telling the operator that do not stop the start (e.g. unknown `SLUICE_*`).
     pub warnings: Vec<String>,
 }
@@ -48,6 +58,8 @@ impl std::fmt::Debug for Config {
             .field("admin_key", &self.admin_key)
             .field("log", &self.log)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field("providers", &self.providers.iter().map(|p| &p.id).collect::<Vec<_>>())
+            .field("models", &self.models.iter().map(|m| &m.id).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -111,12 +123,14 @@ pub fn load(
     overrides: &Overrides,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
-    let env: Vec<(String, String)> = env
-        .into_iter()
+    let all_env: Vec<(String, String)> = env.into_iter().collect();
+    let env: Vec<(String, String)> = all_env
+        .iter()
         .filter(|(k, _)| k.starts_with("SLUICE_"))
+        .cloned()
         .collect();
     let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let warnings: Vec<String> = env
+    let mut warnings: Vec<String> = env
         .iter()
         .filter(|(k, _)| !KNOWN_ENV.contains(&k.as_str()))
         .map(|(k, _)| format!("ignoring unknown environment variable {k}"))
@@ -195,6 +209,16 @@ pub fn load(
         None => raw.shutdown_grace_seconds.unwrap_or(30),
     };
 
+    let wanted: Vec<&str> = raw.providers.iter().filter_map(|p| p.api_key_env.as_deref()).collect();
+    let provider_env: Vec<(String, String)> = all_env
+        .iter()
+        .filter(|(k, _)| wanted.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let lookup = |name: &str| provider_env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let (_, catalog_warnings) = Catalog::build(&raw.providers, &raw.models, &lookup, None).map_err(ConfigError)?;
+    warnings.extend(catalog_warnings);
+
     Ok(Config {
         listen,
         database_url,
@@ -203,8 +227,26 @@ pub fn load(
             .or(raw.log)
             .unwrap_or_else(|| "info".to_owned()),
         shutdown_grace_seconds,
+        providers: raw.providers,
+        models: raw.models,
+        provider_env,
         warnings,
     })
+}
+
+impl Config {
+    /// The validated catalog; `mock_url` is the embedded mock server for `mock` providers.
+    pub fn catalog(&self, mock_url: Option<&str>) -> Result<Catalog, ConfigError> {
+        let lookup = |name: &str| self.provider_env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        Catalog::build(&self.providers, &self.models, &lookup, mock_url)
+            .map(|(c, _)| c)
+            .map_err(ConfigError)
+    }
+
+    /// True when some provider is of type `mock` without a `base_url` (it needs the embedded mock).
+    pub fn needs_embedded_mock(&self) -> bool {
+        self.providers.iter().any(|p| p.kind == "mock" && p.base_url.is_none())
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +347,13 @@ mod tests {
         assert!(e.0.starts_with("database_url:"), "{}", e.0);
         let e = load(&Overrides::default(), env(&[("SLUICE_ADMIN_KEY", "short")])).unwrap_err();
         assert!(e.0.starts_with("admin_key:"), "{}", e.0);
+    }
+
+    #[test]
+    fn catalog_sections_are_validated_at_load_with_their_path() {
+        let e = parse_file_text("[[models]]\nid = \"x/y\"\ncontext_windw = 5\n", "f").unwrap_err();
+        assert!(e.0.contains("unknown field `context_windw`"), "{}", e.0);
+        assert!(e.0.contains("at `models[0].context_windw`"), "{}", e.0);
     }
 
     #[test]

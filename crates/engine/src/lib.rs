@@ -6,12 +6,14 @@
 pub mod accounts;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod keys;
 pub mod list;
 pub use sluice_types::secret;
 
 use std::sync::Arc;
 
+use sluice_gateway::Gateway;
 use sluice_store::{Store, StoreError};
 use sluice_types::{ApiError, ErrorKind};
 
@@ -21,13 +23,15 @@ pub use config::Config;
 /// The shared state of one Sluice process: its store and what it was configured with.
 pub struct Engine {
     pub store: Arc<dyn Store>,
+    pub gateway: Gateway,
     admin_key_hash: Option<[u8; 32]>,
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, admin_key: Option<&secret::SecretString>) -> Engine {
+    pub fn new(store: Arc<dyn Store>, admin_key: Option<&secret::SecretString>, gateway: Gateway) -> Engine {
         Engine {
             store,
+            gateway,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }
     }

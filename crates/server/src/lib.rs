@@ -9,6 +9,7 @@ pub mod extract;
 pub mod limits;
 pub mod routes;
 pub mod serve;
+pub mod sse;
 
 use std::sync::Arc;
 

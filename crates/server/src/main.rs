@@ -37,6 +37,15 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080; port 0 picks a free port (also SLUICE_LISTEN).
         #[arg(long)]
         listen: Option<String>,
+        /// Add a mock-backed demo model (`demo`) and print a ready-to-use key.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run the mock LLM provider (OpenAI and Anthropic formats, scriptable faults).
+    MockProvider {
+        /// Port on 127.0.0.1; 0 picks a free one.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
     },
     /// Manage API keys directly in the database (no server needed).
     Keys {
@@ -91,7 +100,7 @@ enum AccountsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
+        Command::Serve { listen, .. } => listen.clone(),
         _ => None,
     };
     let overrides = Overrides {
@@ -118,8 +127,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { .. } => serve(config).await,
-            Command::Migrate => open(&config).await.map(|_| ()),
+            Command::Serve { demo, .. } => serve(config, demo).await,
+            Command::MockProvider { port } => mock_provider(port).await,
+            Command::Migrate => open(&config, None).await.map(|_| ()),
             Command::Keys { command } => keys_command(&config, command).await,
             Command::Accounts { command } => accounts_command(&config, command).await,
         }
@@ -133,7 +143,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn open(config: &Config) -> Result<Arc<Engine>, String> {
+async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, String> {
+    let catalog = config.catalog(mock_url).map_err(|e| e.to_string())?;
+    let gateway = sluice_gateway::Gateway::new(catalog)?;
     let store = sluice_store::open(config.database_url.expose())
         .await
         .map_err(|e| {
@@ -142,7 +154,7 @@ async fn open(config: &Config) -> Result<Arc<Engine>, String> {
                 sluice_engine::secret::redact_url(config.database_url.expose())
             )
         })?;
-    Ok(Arc::new(Engine::new(store, config.admin_key.as_ref())))
+    Ok(Arc::new(Engine::new(store, config.admin_key.as_ref(), gateway)))
 }
 
 fn api_err(e: ApiError) -> String {
@@ -168,10 +180,26 @@ fn api_err(e: ApiError) -> String {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     sluice_server::serve::init_logging(&config.log)?;
-    let engine = open(&config).await?;
+    if demo {
+        sluice_engine::demo::add_catalog(&mut config);
+    }
+    // `mock` providers without a base URL talk to a mock server inside this process.
+    let mock = if config.needs_embedded_mock() {
+        Some(sluice_mock::MockProvider::start().await.map_err(|e| format!("cannot start the embedded mock provider: {e}"))?)
+    } else {
+        None
+    };
+    let mock_url = mock.as_ref().map(|m| m.base_url());
+    let engine = open(&config, mock_url.as_deref()).await?;
+    sluice_gateway::tokens::warm_up();
     let bootstrap_secret = engine.bootstrap().await.map_err(api_err)?;
+    let demo_secret = if demo {
+        Some(sluice_engine::demo::issue_key(&engine).await.map_err(api_err)?)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -183,6 +211,9 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Some(secret) = bootstrap_secret {
         println!("Created an admin API key (shown once; store it now): {secret}");
         println!("Set SLUICE_ADMIN_KEY or create keys with `sluice keys create` to manage access.");
+    }
+    if let Some(secret) = demo_secret {
+        println!("Demo key (account `demo`, model `demo`): {secret}");
     }
     let app = sluice_server::app(engine.clone(), None);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
@@ -199,8 +230,17 @@ async fn serve(config: Config) -> Result<(), String> {
     result
 }
 
+async fn mock_provider(port: u16) -> Result<(), String> {
+    sluice_server::serve::init_logging("info")?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mock = sluice_mock::MockProvider::start_on(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!("listening on http://{}", mock.addr);
+    sluice_server::serve::shutdown_signal().await;
+    Ok(())
+}
+
 async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), String> {
-    let engine = open(config).await?;
+    let engine = open(config, None).await?;
     accounts::ensure_admin_account(&*engine.store)
         .await
         .map_err(api_err)?;
@@ -240,7 +280,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
 }
 
 async fn accounts_command(config: &Config, command: AccountsCommand) -> Result<(), String> {
-    let engine = open(config).await?;
+    let engine = open(config, None).await?;
     match command {
         AccountsCommand::Create { name, plan, tier } => {
             let req = accounts::AccountRequest {

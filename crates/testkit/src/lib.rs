@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod catalog;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use sluice_engine::secret::SecretString;
 use sluice_engine::Engine;
+use sluice_gateway::{Catalog, Gateway};
+pub use sluice_mock::{Behavior, MockProvider};
 use sluice_server::AppState;
 pub use sluice_store::testing::{Backend, TestDatabase};
 use tokio::sync::oneshot;
@@ -32,10 +35,11 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// A database plus the first server on it; start more with `TestServer::on`.
+/// A database, a mock provider, and the first server on them; start more with `TestServer::on`.
 pub struct TestApp {
     pub server: TestServer,
     pub db: TestDatabase,
+    pub mock: MockProvider,
 }
 
 impl TestApp {
@@ -49,8 +53,14 @@ impl TestApp {
         let db = TestDatabase::new(Backend::from_env())
             .await
             .expect("test database");
-        let server = TestServer::on(&db, extra).await;
-        TestApp { server, db }
+        let mock = MockProvider::start().await.expect("mock provider");
+        let server = TestServer::on(&db, catalog::test_catalog(&mock.base_url()), extra).await;
+        TestApp { server, db, mock }
+    }
+
+    /// A second server on the same database and catalog (another "instance").
+    pub async fn another_instance(&self) -> TestServer {
+        TestServer::on(&self.db, catalog::test_catalog(&self.mock.base_url()), None).await
     }
 }
 
@@ -63,9 +73,10 @@ impl std::ops::Deref for TestApp {
 
 impl TestServer {
     /// Starts a server on an existing database (a second "instance" sharing the store).
-    pub async fn on(db: &TestDatabase, extra: Option<Router<AppState>>) -> TestServer {
+    pub async fn on(db: &TestDatabase, catalog: Catalog, extra: Option<Router<AppState>>) -> TestServer {
         let store = db.open().await.expect("open store");
-        let engine = Arc::new(Engine::new(store, Some(&SecretString::new(admin_key()))));
+        let gateway = Gateway::new(catalog).expect("gateway");
+        let engine = Arc::new(Engine::new(store, Some(&SecretString::new(admin_key())), gateway));
         engine.bootstrap().await.expect("bootstrap");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -118,9 +129,18 @@ impl TestServer {
 
     /// Creates a key in `account_id` with `scopes` as admin; returns (key id, secret).
     pub async fn create_key(&self, account_id: &str, scopes: &[&str]) -> (String, String) {
+        self.create_key_with(account_id, json!({"scopes": scopes})).await
+    }
+
+    /// Creates a key in `account_id` with extra fields (`scopes`, `models`, …); returns (id, secret).
+    pub async fn create_key_with(&self, account_id: &str, fields: Value) -> (String, String) {
+        let mut body = json!({"name": "test key", "account_id": account_id});
+        if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
+            b.extend(f.clone());
+        }
         let res = self
             .req(reqwest::Method::POST, "/v1/keys", &admin_key())
-            .json(&json!({"name": "test key", "account_id": account_id, "scopes": scopes}))
+            .json(&body)
             .send()
             .await
             .unwrap();

@@ -1,11 +1,12 @@
 //! The route table. Each submodule owns one resource's handlers.
 
 mod accounts;
+mod gateway;
 mod keys;
 mod ops;
 
 use axum::http::{Method, Uri};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use sluice_types::ApiError;
 
@@ -16,6 +17,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/v1/models", get(gateway::models))
+        .route("/v1/chat/completions", post(gateway::chat))
+        .route("/v1/embeddings", post(gateway::embeddings))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
         .route("/v1/accounts/{id}", get(accounts::get))
         .route("/v1/keys", get(keys::list).post(keys::create))

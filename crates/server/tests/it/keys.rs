@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_testkit::{admin_key, TestApp, TestServer};
+use sluice_testkit::{admin_key, TestApp};
 
 use crate::assert_error;
 
@@ -222,7 +222,7 @@ async fn accounts_are_admin_only_and_names_unique() {
 #[tokio::test]
 async fn a_revoked_key_stops_on_the_next_request_on_every_instance() {
     let app = TestApp::start().await;
-    let second = TestServer::on(&app.db, None).await;
+    let second = app.another_instance().await;
     let a = app.create_account("a").await;
     let (key_id, secret) = app.create_key(&a, &["keys:read", "keys:write"]).await;
     for server in [&app.server, &second] {
