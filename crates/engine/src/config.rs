@@ -58,8 +58,14 @@ impl std::fmt::Debug for Config {
             .field("admin_key", &self.admin_key)
             .field("log", &self.log)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
-            .field("providers", &self.providers.iter().map(|p| &p.id).collect::<Vec<_>>())
-            .field("models", &self.models.iter().map(|m| &m.id).collect::<Vec<_>>())
+            .field(
+                "providers",
+                &self.providers.iter().map(|p| &p.id).collect::<Vec<_>>(),
+            )
+            .field(
+                "models",
+                &self.models.iter().map(|m| &m.id).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -209,14 +215,24 @@ pub fn load(
         None => raw.shutdown_grace_seconds.unwrap_or(30),
     };
 
-    let wanted: Vec<&str> = raw.providers.iter().filter_map(|p| p.api_key_env.as_deref()).collect();
+    let wanted: Vec<&str> = raw
+        .providers
+        .iter()
+        .filter_map(|p| p.api_key_env.as_deref())
+        .collect();
     let provider_env: Vec<(String, String)> = all_env
         .iter()
         .filter(|(k, _)| wanted.contains(&k.as_str()))
         .cloned()
         .collect();
-    let lookup = |name: &str| provider_env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let (_, catalog_warnings) = Catalog::build(&raw.providers, &raw.models, &lookup, None).map_err(ConfigError)?;
+    let lookup = |name: &str| {
+        provider_env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (_, catalog_warnings) =
+        Catalog::build(&raw.providers, &raw.models, &lookup, None).map_err(ConfigError)?;
     warnings.extend(catalog_warnings);
 
     Ok(Config {
@@ -237,7 +253,12 @@ pub fn load(
 impl Config {
     /// The validated catalog; `mock_url` is the embedded mock server for `mock` providers.
     pub fn catalog(&self, mock_url: Option<&str>) -> Result<Catalog, ConfigError> {
-        let lookup = |name: &str| self.provider_env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let lookup = |name: &str| {
+            self.provider_env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         Catalog::build(&self.providers, &self.models, &lookup, mock_url)
             .map(|(c, _)| c)
             .map_err(ConfigError)
@@ -245,7 +266,9 @@ impl Config {
 
     /// True when some provider is of type `mock` without a `base_url` (it needs the embedded mock).
     pub fn needs_embedded_mock(&self) -> bool {
-        self.providers.iter().any(|p| p.kind == "mock" && p.base_url.is_none())
+        self.providers
+            .iter()
+            .any(|p| p.kind == "mock" && p.base_url.is_none())
     }
 }
 

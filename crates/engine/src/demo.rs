@@ -47,7 +47,9 @@ pub fn add_catalog(config: &mut Config) {
         config.models.push(model("mock/demo", "demo", "chat"));
     }
     if !config.models.iter().any(|m| m.id == "mock/embed") {
-        config.models.push(model("mock/embed", "demo-embed", "embedding"));
+        config
+            .models
+            .push(model("mock/embed", "demo-embed", "embedding"));
     }
 }
 
@@ -55,7 +57,10 @@ pub fn add_catalog(config: &mut Config) {
 pub async fn issue_key(engine: &Engine) -> Result<String, ApiError> {
     let existing = engine
         .store
-        .list_accounts(&sluice_store::Page { after: None, limit: 1000 })
+        .list_accounts(&sluice_store::Page {
+            after: None,
+            limit: 1000,
+        })
         .await
         .map_err(crate::store_error)?
         .into_iter()

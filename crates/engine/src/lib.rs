@@ -28,7 +28,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, admin_key: Option<&secret::SecretString>, gateway: Gateway) -> Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        admin_key: Option<&secret::SecretString>,
+        gateway: Gateway,
+    ) -> Engine {
         Engine {
             store,
             gateway,

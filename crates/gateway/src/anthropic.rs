@@ -19,7 +19,11 @@ fn bad(msg: impl Into<String>, param: &str) -> ApiError {
 fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
         _ => String::new(),
     }
 }
@@ -62,14 +66,25 @@ fn push(messages: &mut Vec<Value>, role: &str, mut content: Vec<Value>) {
 }
 
 /// The Messages request for an OpenAI chat body.
-pub fn prepare(body: &Map<String, Value>, model: &Model, stream: bool, max_tokens: u64) -> Result<Value, ApiError> {
+pub fn prepare(
+    body: &Map<String, Value>,
+    model: &Model,
+    stream: bool,
+    max_tokens: u64,
+) -> Result<Value, ApiError> {
     if body.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
         return Err(bad("n > 1 is not supported by Anthropic models", "n"));
     }
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     let empty = Vec::new();
-    for (i, m) in body.get("messages").and_then(Value::as_array).unwrap_or(&empty).iter().enumerate() {
+    for (i, m) in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty)
+        .iter()
+        .enumerate()
+    {
         let at = format!("messages[{i}].content");
         match m["role"].as_str().unwrap_or_default() {
             "system" | "developer" => system.push(text_of(&m["content"])),
@@ -127,7 +142,9 @@ pub fn prepare(body: &Map<String, Value>, model: &Model, stream: bool, max_token
             Value::String(s) if s == "auto" => Some(json!({"type": "auto"})),
             Value::String(s) if s == "required" => Some(json!({"type": "any"})),
             Value::String(s) if s == "none" => Some(json!({"type": "none"})),
-            Value::Object(_) => choice["function"]["name"].as_str().map(|n| json!({"type": "tool", "name": n})),
+            Value::Object(_) => choice["function"]["name"]
+                .as_str()
+                .map(|n| json!({"type": "tool", "name": n})),
             _ => None,
         };
         if let Some(c) = c {
@@ -163,7 +180,10 @@ fn now() -> u64 {
 /// A Messages answer → an OpenAI chat completion.
 pub fn to_openai(v: &Value, model: &Model) -> Result<Value, ApiError> {
     let Some(content) = v["content"].as_array() else {
-        return Err(provider_error(model, "the provider's answer has no `content`"));
+        return Err(provider_error(
+            model,
+            "the provider's answer has no `content`",
+        ));
     };
     let mut text = String::new();
     let mut calls = Vec::new();
@@ -213,8 +233,9 @@ impl<S> State<S> {
 
     /// Turns one Anthropic event into zero or more OpenAI chunks.
     fn translate(&mut self, ev: &sse::Event) -> Result<(), ApiError> {
-        let v: Value = serde_json::from_str(&ev.data)
-            .map_err(|_| provider_error(&self.model, "the provider sent an invalid stream event"))?;
+        let v: Value = serde_json::from_str(&ev.data).map_err(|_| {
+            provider_error(&self.model, "the provider sent an invalid stream event")
+        })?;
         let kind = v["type"].as_str().unwrap_or(ev.event.as_str());
         match kind {
             "message_start" => {
@@ -225,10 +246,14 @@ impl<S> State<S> {
             }
             "content_block_start" if v["content_block"]["type"] == "tool_use" => {
                 let idx = self.tool_index.len() as u64;
-                self.tool_index.push((v["index"].as_u64().unwrap_or(0), idx));
+                self.tool_index
+                    .push((v["index"].as_u64().unwrap_or(0), idx));
                 let b = &v["content_block"];
-                let c = self.chunk(json!({"tool_calls": [{"index": idx, "id": b["id"], "type": "function",
-                    "function": {"name": b["name"], "arguments": ""}}]}), Value::Null);
+                let c = self.chunk(
+                    json!({"tool_calls": [{"index": idx, "id": b["id"], "type": "function",
+                    "function": {"name": b["name"], "arguments": ""}}]}),
+                    Value::Null,
+                );
                 self.pending.push_back(c);
             }
             "content_block_delta" => {
@@ -242,7 +267,11 @@ impl<S> State<S> {
                     }
                     Some("input_json_delta") => {
                         let block = v["index"].as_u64().unwrap_or(0);
-                        let idx = self.tool_index.iter().find(|(b, _)| *b == block).map_or(0, |(_, i)| *i);
+                        let idx = self
+                            .tool_index
+                            .iter()
+                            .find(|(b, _)| *b == block)
+                            .map_or(0, |(_, i)| *i);
                         let part = d["partial_json"].as_str().unwrap_or_default();
                         self.usage.add_generated(part);
                         let c = self.chunk(json!({"tool_calls": [{"index": idx, "function": {"arguments": part}}]}), Value::Null);
@@ -252,14 +281,19 @@ impl<S> State<S> {
                 }
             }
             "message_delta" => {
-                self.completion_tokens = v["usage"]["output_tokens"].as_u64().unwrap_or(self.completion_tokens);
+                self.completion_tokens = v["usage"]["output_tokens"]
+                    .as_u64()
+                    .unwrap_or(self.completion_tokens);
                 if let Some(stop) = v["delta"]["stop_reason"].as_str() {
                     let c = self.chunk(json!({}), json!(finish_reason(stop)));
                     self.pending.push_back(c);
                 }
             }
             "message_stop" => {
-                let usage = Usage { prompt_tokens: self.prompt_tokens, completion_tokens: self.completion_tokens };
+                let usage = Usage {
+                    prompt_tokens: self.prompt_tokens,
+                    completion_tokens: self.completion_tokens,
+                };
                 self.usage.set(usage);
                 if self.wants_usage {
                     let c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -269,7 +303,10 @@ impl<S> State<S> {
                 self.finished = true;
             }
             "error" => {
-                let msg = v["error"]["message"].as_str().unwrap_or("stream error").to_owned();
+                let msg = v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("stream error")
+                    .to_owned();
                 return Err(provider_error(&self.model, msg));
             }
             _ => {}
@@ -279,7 +316,12 @@ impl<S> State<S> {
 }
 
 /// OpenAI chunks from an Anthropic Messages SSE stream.
-pub fn chunk_stream<S>(events: S, model: Arc<Model>, wants_usage: bool, usage: Arc<UsageCell>) -> ChunkStream
+pub fn chunk_stream<S>(
+    events: S,
+    model: Arc<Model>,
+    wants_usage: bool,
+    usage: Arc<UsageCell>,
+) -> ChunkStream
 where
     S: Stream<Item = Result<sse::Event, ApiError>> + Send + Unpin + 'static,
 {
@@ -296,29 +338,35 @@ where
         finished: false,
         pending: Default::default(),
     };
-    Box::pin(futures_util::stream::unfold((st, false), |(mut st, mut ended)| async move {
-        loop {
-            if let Some(c) = st.pending.pop_front() {
-                return Some((Ok(c), (st, ended)));
-            }
-            if ended || st.finished {
-                return None;
-            }
-            match st.events.next().await {
-                None => {
-                    ended = true;
-                    let e = provider_error(&st.model, "the stream ended before the response was complete");
-                    return Some((Err(e), (st, ended)));
+    Box::pin(futures_util::stream::unfold(
+        (st, false),
+        |(mut st, mut ended)| async move {
+            loop {
+                if let Some(c) = st.pending.pop_front() {
+                    return Some((Ok(c), (st, ended)));
                 }
-                Some(Err(e)) => return Some((Err(e), (st, true))),
-                Some(Ok(ev)) => {
-                    if let Err(e) = st.translate(&ev) {
-                        return Some((Err(e), (st, true)));
+                if ended || st.finished {
+                    return None;
+                }
+                match st.events.next().await {
+                    None => {
+                        ended = true;
+                        let e = provider_error(
+                            &st.model,
+                            "the stream ended before the response was complete",
+                        );
+                        return Some((Err(e), (st, ended)));
+                    }
+                    Some(Err(e)) => return Some((Err(e), (st, true))),
+                    Some(Ok(ev)) => {
+                        if let Err(e) = st.translate(&ev) {
+                            return Some((Err(e), (st, true)));
+                        }
                     }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -327,10 +375,30 @@ mod tests {
     use crate::catalog::{Catalog, RawModel, RawProvider};
 
     fn model() -> Arc<Model> {
-        let p = RawProvider { id: "anthropic".into(), kind: "anthropic".into(), base_url: None, api_key_env: None, api_key_file: None,
-            connect_timeout_ms: None, first_byte_timeout_ms: None, idle_timeout_ms: None, max_response_bytes: None };
-        let m = RawModel { id: "anthropic/claude".into(), upstream: Some("claude-x".into()), aliases: vec![], mode: None,
-            context_window: None, max_output_tokens: None, input_price: 0, output_price: 0, capabilities: vec![], priority: 0, tokenizer: None };
+        let p = RawProvider {
+            id: "anthropic".into(),
+            kind: "anthropic".into(),
+            base_url: None,
+            api_key_env: None,
+            api_key_file: None,
+            connect_timeout_ms: None,
+            first_byte_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_response_bytes: None,
+        };
+        let m = RawModel {
+            id: "anthropic/claude".into(),
+            upstream: Some("claude-x".into()),
+            aliases: vec![],
+            mode: None,
+            context_window: None,
+            max_output_tokens: None,
+            input_price: 0,
+            output_price: 0,
+            capabilities: vec![],
+            priority: 0,
+            tokenizer: None,
+        };
         let (c, _) = Catalog::build(&[p], &[m], &|_| None, None).unwrap();
         c.models[0].clone()
     }
@@ -355,8 +423,14 @@ mod tests {
         assert_eq!(out["tools"][0]["input_schema"], json!({"type": "object"}));
         let msgs = out["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), 3);
-        assert_eq!(msgs[1]["content"][0], json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Oslo"}}));
-        assert_eq!(msgs[2]["content"][0], json!({"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"}));
+        assert_eq!(
+            msgs[1]["content"][0],
+            json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Oslo"}})
+        );
+        assert_eq!(
+            msgs[2]["content"][0],
+            json!({"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"})
+        );
     }
 
     #[test]
@@ -365,8 +439,14 @@ mod tests {
                        "stop_reason": "tool_use", "usage": {"input_tokens": 7, "output_tokens": 3}});
         let out = to_openai(&v, &model()).unwrap();
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
-        assert_eq!(out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
-        assert_eq!(out["usage"], json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}));
+        assert_eq!(
+            out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10})
+        );
         assert_eq!(out["model"], "anthropic/claude");
     }
 }

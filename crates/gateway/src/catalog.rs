@@ -168,7 +168,10 @@ impl Catalog {
             let at = format!("providers[{i}]");
             let provider = build_provider(p, &at, env, mock_url, &mut warnings)?;
             if by_id.contains_key(&provider.id) {
-                return Err(format!("{at}.id: provider `{}` is defined twice", provider.id));
+                return Err(format!(
+                    "{at}.id: provider `{}` is defined twice",
+                    provider.id
+                ));
             }
             let provider = Arc::new(provider);
             by_id.insert(provider.id.clone(), provider.clone());
@@ -203,7 +206,11 @@ fn build_provider(
         "openai" => ProviderKind::OpenAi,
         "anthropic" => ProviderKind::Anthropic,
         "mock" => ProviderKind::Mock,
-        other => return Err(format!("{at}.type: `{other}` is not one of openai, anthropic, mock")),
+        other => {
+            return Err(format!(
+                "{at}.type: `{other}` is not one of openai, anthropic, mock"
+            ))
+        }
     };
     let base_url = match (&p.base_url, kind) {
         (Some(u), _) => u.trim_end_matches('/').to_owned(),
@@ -212,7 +219,9 @@ fn build_provider(
         (None, ProviderKind::Anthropic) => "https://api.anthropic.com/v1".to_owned(),
     };
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        return Err(format!("{at}.base_url: `{base_url}` must start with http:// or https://"));
+        return Err(format!(
+            "{at}.base_url: `{base_url}` must start with http:// or https://"
+        ));
     }
     let (api_key, configured) = match (&p.api_key_env, &p.api_key_file) {
         (Some(var), _) => match env(var) {
@@ -253,13 +262,19 @@ fn build_provider(
     })
 }
 
-fn build_model(m: &RawModel, at: &str, providers: &HashMap<String, Arc<Provider>>) -> Result<Model, String> {
+fn build_model(
+    m: &RawModel,
+    at: &str,
+    providers: &HashMap<String, Arc<Provider>>,
+) -> Result<Model, String> {
     let Some((provider_id, name)) = m.id.split_once('/') else {
         return Err(format!("{at}.id: `{}` must be `provider/model`", m.id));
     };
     let provider = providers
         .get(provider_id)
-        .ok_or_else(|| format!("{at}.id: provider `{provider_id}` is not defined in [[providers]]"))?
+        .ok_or_else(|| {
+            format!("{at}.id: provider `{provider_id}` is not defined in [[providers]]")
+        })?
         .clone();
     let mode = match m.mode.as_deref() {
         None | Some("chat") => Mode::Chat,
@@ -277,13 +292,19 @@ fn build_model(m: &RawModel, at: &str, providers: &HashMap<String, Arc<Provider>
             "tools" => capabilities.tools = true,
             "vision" => capabilities.vision = true,
             "json" => capabilities.json = true,
-            other => return Err(format!("{at}.capabilities[{j}]: `{other}` is not tools, vision or json")),
+            other => {
+                return Err(format!(
+                    "{at}.capabilities[{j}]: `{other}` is not tools, vision or json"
+                ))
+            }
         }
     }
     let context_window = m.context_window.unwrap_or(8_192);
     let max_output_tokens = m.max_output_tokens.unwrap_or(4_096);
     if context_window == 0 || max_output_tokens == 0 {
-        return Err(format!("{at}: context_window and max_output_tokens must be positive"));
+        return Err(format!(
+            "{at}: context_window and max_output_tokens must be positive"
+        ));
     }
     Ok(Model {
         id: m.id.clone(),
@@ -339,7 +360,8 @@ mod tests {
     fn models_resolve_by_id_and_alias() {
         let mut m = model("openai/gpt-4o");
         m.aliases = vec!["gpt-4o".into()];
-        let (c, _) = Catalog::build(&[provider("openai", "openai")], &[m], &|_| None, None).unwrap();
+        let (c, _) =
+            Catalog::build(&[provider("openai", "openai")], &[m], &|_| None, None).unwrap();
         let found = c.get("gpt-4o").unwrap();
         assert_eq!(found.id, "openai/gpt-4o");
         assert_eq!(found.upstream, "gpt-4o");
@@ -349,7 +371,13 @@ mod tests {
 
     #[test]
     fn errors_name_the_entry_at_fault() {
-        let e = Catalog::build(&[provider("openai", "openai")], &[model("nope/x")], &|_| None, None).unwrap_err();
+        let e = Catalog::build(
+            &[provider("openai", "openai")],
+            &[model("nope/x")],
+            &|_| None,
+            None,
+        )
+        .unwrap_err();
         assert!(e.starts_with("models[0].id: provider `nope`"), "{e}");
         let e = Catalog::build(&[provider("p", "grpc")], &[], &|_| None, None).unwrap_err();
         assert!(e.starts_with("providers[0].type"), "{e}");

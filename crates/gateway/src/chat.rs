@@ -23,7 +23,14 @@ pub struct Admitted {
     pub max_tokens: u64,
 }
 
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 fn positive_int(errors: &mut Errors, body: &Map<String, Value>, field: &str) -> Option<u64> {
     match body.get(field) {
@@ -31,7 +38,11 @@ fn positive_int(errors: &mut Errors, body: &Map<String, Value>, field: &str) -> 
         Some(v) => match v.as_u64() {
             Some(n) if n > 0 => Some(n),
             _ => {
-                errors.add(field, "invalid_type", format!("{field} must be a positive integer"));
+                errors.add(
+                    field,
+                    "invalid_type",
+                    format!("{field} must be a positive integer"),
+                );
                 None
             }
         },
@@ -43,11 +54,17 @@ fn check_shape(body: &Map<String, Value>) -> Result<(), ApiError> {
     let mut errors = Errors::new();
     match body.get("model") {
         Some(Value::String(s)) if !s.is_empty() => {}
-        None | Some(Value::Null) => errors.add("model", "required", "model is required; GET /v1/models lists the models you may use"),
+        None | Some(Value::Null) => errors.add(
+            "model",
+            "required",
+            "model is required; GET /v1/models lists the models you may use",
+        ),
         Some(_) => errors.add("model", "invalid_type", "model must be a non-empty string"),
     }
     match body.get("messages") {
-        Some(Value::Array(msgs)) if msgs.is_empty() => errors.add("messages", "min_length", "messages must not be empty"),
+        Some(Value::Array(msgs)) if msgs.is_empty() => {
+            errors.add("messages", "min_length", "messages must not be empty")
+        }
         Some(Value::Array(msgs)) => {
             for (i, m) in msgs.iter().enumerate() {
                 match m.get("role").and_then(Value::as_str) {
@@ -57,20 +74,37 @@ fn check_shape(body: &Map<String, Value>) -> Result<(), ApiError> {
                         "invalid_enum",
                         format!("Invalid role: '{r}'. Allowed: {}", ROLES.join(", ")),
                     ),
-                    None => errors.add(format!("messages[{i}].role"), "required", "every message needs a role"),
+                    None => errors.add(
+                        format!("messages[{i}].role"),
+                        "required",
+                        "every message needs a role",
+                    ),
                 }
             }
         }
         None | Some(Value::Null) => errors.add("messages", "required", "messages is required"),
         Some(_) => errors.add("messages", "invalid_type", "messages must be an array"),
     }
-    if body.get("stream").is_some_and(|v| !v.is_boolean() && !v.is_null()) {
+    if body
+        .get("stream")
+        .is_some_and(|v| !v.is_boolean() && !v.is_null())
+    {
         errors.add("stream", "invalid_type", "stream must be a boolean");
     }
-    if body.get("stream_options").is_some_and(|v| !v.is_object() && !v.is_null()) {
-        errors.add("stream_options", "invalid_type", "stream_options must be an object");
+    if body
+        .get("stream_options")
+        .is_some_and(|v| !v.is_object() && !v.is_null())
+    {
+        errors.add(
+            "stream_options",
+            "invalid_type",
+            "stream_options must be an object",
+        );
     }
-    if body.get("tools").is_some_and(|v| !v.is_array() && !v.is_null()) {
+    if body
+        .get("tools")
+        .is_some_and(|v| !v.is_array() && !v.is_null())
+    {
         errors.add("tools", "invalid_type", "tools must be an array");
     }
     positive_int(&mut errors, body, "max_tokens");
@@ -84,7 +118,9 @@ impl Gateway {
         let model = self.catalog.get(name).ok_or_else(|| {
             ApiError::new(
                 ErrorKind::InvalidFields,
-                format!("Unknown model '{name}'. GET /v1/models lists the models this key may use."),
+                format!(
+                    "Unknown model '{name}'. GET /v1/models lists the models this key may use."
+                ),
             )
             .with_param("model")
         })?;
@@ -104,7 +140,10 @@ impl Gateway {
                 Mode::Chat => "a chat model; use /v1/chat/completions",
                 Mode::Embedding => "an embedding model; use /v1/embeddings",
             };
-            return Err(ApiError::new(ErrorKind::InvalidFields, format!("'{name}' is {what}.")).with_param("model"));
+            return Err(
+                ApiError::new(ErrorKind::InvalidFields, format!("'{name}' is {what}."))
+                    .with_param("model"),
+            );
         }
         if !model.provider.configured {
             return Err(upstream::unavailable(model, "provider_not_configured", 60));
@@ -115,10 +154,16 @@ impl Gateway {
     /// Every check that needs no network. The prompt is counted with the model's tokenizer.
     pub fn admit_chat(&self, who: &Principal, body: Value) -> Result<Admitted, ApiError> {
         let Value::Object(body) = body else {
-            return Err(ApiError::new(ErrorKind::MalformedRequest, "The request body must be a JSON object."));
+            return Err(ApiError::new(
+                ErrorKind::MalformedRequest,
+                "The request body must be a JSON object.",
+            ));
         };
         check_shape(&body)?;
-        let name = body.get("model").and_then(Value::as_str).unwrap_or_default();
+        let name = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let model = self.resolve(who, name, Mode::Chat)?;
         let requested = body
             .get("max_completion_tokens")
@@ -127,11 +172,18 @@ impl Gateway {
         if let Some(n) = requested.filter(|&n| n > u64::from(model.max_output_tokens)) {
             return Err(ApiError::new(
                 ErrorKind::InvalidFields,
-                format!("max_tokens is {n}, but '{}' generates at most {} tokens.", model.id, model.max_output_tokens),
+                format!(
+                    "max_tokens is {n}, but '{}' generates at most {} tokens.",
+                    model.id, model.max_output_tokens
+                ),
             )
             .with_param("max_tokens"));
         }
-        let messages = body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let prompt_tokens = tokens::count_chat(model.tokenizer, messages, body.get("tools")) as u64;
         let window = u64::from(model.context_window);
         let needed = prompt_tokens + requested.unwrap_or(1);
@@ -181,9 +233,18 @@ impl Gateway {
                 let res = upstream::post(client, &model, "/chat/completions", &body).await?;
                 if a.stream {
                     let events = Box::pin(upstream::events(res, model.clone()));
-                    ChatReply::Stream(openai::chunk_stream(events, model.clone(), a.include_usage, usage.clone()))
+                    ChatReply::Stream(openai::chunk_stream(
+                        events,
+                        model.clone(),
+                        a.include_usage,
+                        usage.clone(),
+                    ))
                 } else {
-                    let v = openai::finish_json(upstream::read_json(&model, res).await?, &model, "choices")?;
+                    let v = openai::finish_json(
+                        upstream::read_json(&model, res).await?,
+                        &model,
+                        "choices",
+                    )?;
                     if let Some(u) = crate::Usage::from_openai(&v["usage"]) {
                         usage.set(u);
                     }
@@ -195,7 +256,12 @@ impl Gateway {
                 let res = upstream::post(client, &model, "/messages", &body).await?;
                 if a.stream {
                     let events = Box::pin(upstream::events(res, model.clone()));
-                    ChatReply::Stream(anthropic::chunk_stream(events, model.clone(), a.include_usage, usage.clone()))
+                    ChatReply::Stream(anthropic::chunk_stream(
+                        events,
+                        model.clone(),
+                        a.include_usage,
+                        usage.clone(),
+                    ))
                 } else {
                     let v = anthropic::to_openai(&upstream::read_json(&model, res).await?, &model)?;
                     if let Some(u) = crate::Usage::from_openai(&v["usage"]) {
@@ -205,7 +271,11 @@ impl Gateway {
                 }
             }
         };
-        Ok(ChatOutcome { model, reply, usage })
+        Ok(ChatOutcome {
+            model,
+            reply,
+            usage,
+        })
     }
 
     /// Admission and dispatch in one call.

@@ -39,7 +39,10 @@ impl Usage {
     pub fn from_openai(v: &Value) -> Option<Usage> {
         Some(Usage {
             prompt_tokens: v.get("prompt_tokens")?.as_u64()?,
-            completion_tokens: v.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+            completion_tokens: v
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
         })
     }
 
@@ -112,8 +115,8 @@ impl Gateway {
     }
 
     pub(crate) fn client(&self, model: &Model) -> Result<&reqwest::Client, ApiError> {
-        self.clients
-            .get(&model.provider.id)
-            .ok_or_else(|| ApiError::internal(format!("no HTTP client for provider {}", model.provider.id)))
+        self.clients.get(&model.provider.id).ok_or_else(|| {
+            ApiError::internal(format!("no HTTP client for provider {}", model.provider.id))
+        })
     }
 }

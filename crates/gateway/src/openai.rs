@@ -37,7 +37,10 @@ pub fn prepare(body: &Map<String, Value>, model: &Model, stream: bool) -> Value 
 /// Checks a JSON answer has the shape of its kind (`choices` or `data`) and names our model.
 pub fn finish_json(mut v: Value, model: &Model, expect: &str) -> Result<Value, ApiError> {
     if !v[expect].is_array() {
-        return Err(provider_error(model, format!("the provider's answer has no `{expect}`")));
+        return Err(provider_error(
+            model,
+            format!("the provider's answer has no `{expect}`"),
+        ));
     }
     v["model"] = Value::String(model.id.clone());
     Ok(v)
@@ -81,7 +84,10 @@ where
                     if st.saw_finish {
                         return None;
                     }
-                    let e = provider_error(&st.model, "the stream ended before the response was complete");
+                    let e = provider_error(
+                        &st.model,
+                        "the stream ended before the response was complete",
+                    );
                     return Some((Err(e), st));
                 }
                 Some(Err(e)) => {
@@ -101,7 +107,10 @@ where
                     return Some((Err(e), st));
                 }
             };
-            if let Some(msg) = v.get("error").map(|e| e["message"].as_str().unwrap_or("error").to_owned()) {
+            if let Some(msg) = v
+                .get("error")
+                .map(|e| e["message"].as_str().unwrap_or("error").to_owned())
+            {
                 st.done = true;
                 return Some((Err(provider_error(&st.model, msg)), st));
             }
@@ -109,7 +118,10 @@ where
                 st.usage.set(u);
             }
             let choices = v["choices"].as_array();
-            if let Some(text) = choices.and_then(|c| c.first()).and_then(|c| c["delta"]["content"].as_str()) {
+            if let Some(text) = choices
+                .and_then(|c| c.first())
+                .and_then(|c| c["delta"]["content"].as_str())
+            {
                 st.usage.add_generated(text);
             }
             if choices.is_some_and(|c| c.iter().any(|c| !c["finish_reason"].is_null())) {

@@ -43,7 +43,11 @@ impl Parser {
                     break;
                 }
                 let line_end = i;
-                i += if b == b'\r' && self.buf.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                i += if b == b'\r' && self.buf.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 let line = String::from_utf8_lossy(&self.buf[start..line_end]).into_owned();
                 self.line(&line, out);
                 start = i;
@@ -103,13 +107,20 @@ mod tests {
 
     #[test]
     fn events_split_anywhere_are_reassembled() {
-        let text = b"event: message_start\ndata: {\"a\":1}\n\n: comment\ndata: x\r\ndata: y\r\n\r\n";
+        let text =
+            b"event: message_start\ndata: {\"a\":1}\n\n: comment\ndata: x\r\ndata: y\r\n\r\n";
         let whole = parse_all(&[text]);
         assert_eq!(
             whole,
             vec![
-                Event { event: "message_start".into(), data: "{\"a\":1}".into() },
-                Event { event: String::new(), data: "x\ny".into() },
+                Event {
+                    event: "message_start".into(),
+                    data: "{\"a\":1}".into()
+                },
+                Event {
+                    event: String::new(),
+                    data: "x\ny".into()
+                },
             ]
         );
         let bytes: Vec<&[u8]> = text.chunks(1).collect();

@@ -19,8 +19,12 @@ const IMAGE_TOKENS: usize = 255;
 
 fn bpe(t: Tokenizer) -> Option<&'static CoreBPE> {
     match t {
-        Tokenizer::Cl100k => CL100K.get_or_init(|| tiktoken_rs::cl100k_base().ok()).as_ref(),
-        Tokenizer::O200k => O200K.get_or_init(|| tiktoken_rs::o200k_base().ok()).as_ref(),
+        Tokenizer::Cl100k => CL100K
+            .get_or_init(|| tiktoken_rs::cl100k_base().ok())
+            .as_ref(),
+        Tokenizer::O200k => O200K
+            .get_or_init(|| tiktoken_rs::o200k_base().ok())
+            .as_ref(),
     }
 }
 
@@ -88,7 +92,12 @@ mod tests {
     fn chat_overhead_follows_the_documented_formula() {
         let msgs = vec![json!({"role": "user", "content": "hello world"})];
         assert_eq!(count_chat(Tokenizer::Cl100k, &msgs, None), 3 + 3 + 2);
-        let parts = vec![json!({"role": "user", "content": [{"type": "text", "text": "hello world"}, {"type": "image_url", "image_url": {"url": "x"}}]})];
-        assert_eq!(count_chat(Tokenizer::Cl100k, &parts, None), 3 + 3 + 2 + IMAGE_TOKENS);
+        let parts = vec![
+            json!({"role": "user", "content": [{"type": "text", "text": "hello world"}, {"type": "image_url", "image_url": {"url": "x"}}]}),
+        ];
+        assert_eq!(
+            count_chat(Tokenizer::Cl100k, &parts, None),
+            3 + 3 + 2 + IMAGE_TOKENS
+        );
     }
 }

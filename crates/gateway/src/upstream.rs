@@ -40,7 +40,10 @@ pub fn timeout_error(model: &Model, after: Duration) -> ApiError {
     let secs = after.as_secs_f64();
     ApiError::new(
         ErrorKind::UpstreamTimeout,
-        format!("The model provider `{}` did not answer within {secs} s.", model.provider.id),
+        format!(
+            "The model provider `{}` did not answer within {secs} s.",
+            model.provider.id
+        ),
     )
     .with_detail("provider", model.provider.id.as_str())
     .with_detail("model", model.id.as_str())
@@ -103,9 +106,13 @@ pub async fn post(
         Err(_) => return Err(timeout_error(model, p.timeouts.first_byte)),
         Ok(Err(e)) if e.is_timeout() => return Err(timeout_error(model, p.timeouts.connect)),
         Ok(Err(e)) if e.is_connect() => {
-            return Err(provider_error(model, "could not connect to the provider").with_internal(e.to_string()))
+            return Err(provider_error(model, "could not connect to the provider")
+                .with_internal(e.to_string()))
         }
-        Ok(Err(e)) => return Err(provider_error(model, "the request to the provider failed").with_internal(e.to_string())),
+        Ok(Err(e)) => {
+            return Err(provider_error(model, "the request to the provider failed")
+                .with_internal(e.to_string()))
+        }
         Ok(Ok(res)) => res,
     };
     if res.status().is_success() {
@@ -123,16 +130,21 @@ async fn status_error(model: &Model, res: reqwest::Response) -> ApiError {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|s| s.ceil().max(1.0) as u64);
-    let body = read_limited(model, res, 64 * 1024).await.unwrap_or_default();
+    let body = read_limited(model, res, 64 * 1024)
+        .await
+        .unwrap_or_default();
     let msg = provider_message(&body);
     match status {
         429 => unavailable(model, "upstream_rate_limited", retry_after.unwrap_or(1)),
         400 | 413 | 422 => {
             let m = msg.unwrap_or_else(|| format!("HTTP {status}"));
-            ApiError::new(ErrorKind::MalformedRequest, format!("The provider rejected the request: {m}"))
-                .with_detail("provider", model.provider.id.as_str())
-                .with_detail("model", model.id.as_str())
-                .with_detail("provider_error", m)
+            ApiError::new(
+                ErrorKind::MalformedRequest,
+                format!("The provider rejected the request: {m}"),
+            )
+            .with_detail("provider", model.provider.id.as_str())
+            .with_detail("model", model.id.as_str())
+            .with_detail("provider_error", m)
         }
         _ => {
             let what = match msg {
@@ -145,19 +157,29 @@ async fn status_error(model: &Model, res: reqwest::Response) -> ApiError {
 }
 
 /// Reads the whole body, at most `limit` bytes, with the idle timeout between chunks.
-pub async fn read_limited(model: &Model, mut res: reqwest::Response, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub async fn read_limited(
+    model: &Model,
+    mut res: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let idle = model.provider.timeouts.idle;
     let mut out = Vec::new();
     loop {
         match tokio::time::timeout(idle, res.chunk()).await {
             Err(_) => return Err(timeout_error(model, idle)),
             Ok(Err(e)) => {
-                return Err(provider_error(model, "the connection to the provider broke").with_internal(e.to_string()))
+                return Err(
+                    provider_error(model, "the connection to the provider broke")
+                        .with_internal(e.to_string()),
+                )
             }
             Ok(Ok(None)) => return Ok(out),
             Ok(Ok(Some(chunk))) => {
                 if out.len() + chunk.len() > limit {
-                    return Err(provider_error(model, format!("the response exceeded {limit} bytes")));
+                    return Err(provider_error(
+                        model,
+                        format!("the response exceeded {limit} bytes"),
+                    ));
                 }
                 out.extend_from_slice(&chunk);
             }
@@ -169,7 +191,8 @@ pub async fn read_limited(model: &Model, mut res: reqwest::Response, limit: usiz
 pub async fn read_json(model: &Model, res: reqwest::Response) -> Result<Value, ApiError> {
     let body = read_limited(model, res, model.provider.max_response_bytes).await?;
     serde_json::from_slice(&body).map_err(|e| {
-        provider_error(model, "the provider answered with invalid JSON").with_internal(e.to_string())
+        provider_error(model, "the provider answered with invalid JSON")
+            .with_internal(e.to_string())
     })
 }
 
@@ -185,7 +208,10 @@ struct EventState {
 /// The response body as SSE events, each passed on as soon as it is complete. Errors end the
 /// stream: a broken connection (502), an idle gap longer than the idle timeout (504), or more
 /// than the provider's byte limit (502).
-pub fn events(res: reqwest::Response, model: Arc<Model>) -> impl Stream<Item = Result<sse::Event, ApiError>> + Send {
+pub fn events(
+    res: reqwest::Response,
+    model: Arc<Model>,
+) -> impl Stream<Item = Result<sse::Event, ApiError>> + Send {
     let state = EventState {
         res,
         model,
@@ -203,11 +229,13 @@ pub fn events(res: reqwest::Response, model: Arc<Model>) -> impl Stream<Item = R
                 return None;
             }
             let idle = st.model.provider.timeouts.idle;
-            let next: Result<Option<Bytes>, ApiError> = match tokio::time::timeout(idle, st.res.chunk()).await {
-                Err(_) => Err(timeout_error(&st.model, idle)),
-                Ok(Err(e)) => Err(provider_error(&st.model, "the provider's stream broke off").with_internal(e.to_string())),
-                Ok(Ok(c)) => Ok(c),
-            };
+            let next: Result<Option<Bytes>, ApiError> =
+                match tokio::time::timeout(idle, st.res.chunk()).await {
+                    Err(_) => Err(timeout_error(&st.model, idle)),
+                    Ok(Err(e)) => Err(provider_error(&st.model, "the provider's stream broke off")
+                        .with_internal(e.to_string())),
+                    Ok(Ok(c)) => Ok(c),
+                };
             match next {
                 Err(e) => {
                     st.finished = true;
@@ -225,7 +253,13 @@ pub fn events(res: reqwest::Response, model: Arc<Model>) -> impl Stream<Item = R
                     if st.total > st.model.provider.max_response_bytes {
                         st.finished = true;
                         let limit = st.model.provider.max_response_bytes;
-                        return Some((Err(provider_error(&st.model, format!("the stream exceeded {limit} bytes"))), st));
+                        return Some((
+                            Err(provider_error(
+                                &st.model,
+                                format!("the stream exceeded {limit} bytes"),
+                            )),
+                            st,
+                        ));
                     }
                     let mut out = Vec::new();
                     st.parser.feed(&chunk, &mut out);

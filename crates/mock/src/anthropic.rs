@@ -16,7 +16,11 @@ fn event(name: &str, data: Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-pub async fn messages(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn messages(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (v, b, guard) = match begin(&state, &body, &headers).await {
         Ok(x) => x,
         Err(res) => return res,
@@ -28,7 +32,10 @@ pub async fn messages(State(state): State<Arc<MockState>>, headers: HeaderMap, b
     let (mut text, n_messages) = prompt_text(&v["messages"]);
     match &v["system"] {
         Value::String(s) => text.push_str(s),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).for_each(|t| text.push_str(t)),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .for_each(|t| text.push_str(t)),
         _ => {}
     }
     let input_tokens = approx_tokens(&text) + 3 * n_messages;
@@ -45,8 +52,12 @@ pub async fn messages(State(state): State<Arc<MockState>>, headers: HeaderMap, b
 
     if v["stream"] != Value::Bool(true) {
         let content = match &b.tool_call {
-            Some(name) => json!([{"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {"q": "mock"}}]),
-            None => json!([{"type": "text", "text": (0..n).map(word).collect::<String>().trim_start()}]),
+            Some(name) => {
+                json!([{"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {"q": "mock"}}])
+            }
+            None => {
+                json!([{"type": "text", "text": (0..n).map(word).collect::<String>().trim_start()}])
+            }
         };
         let body = json!({
             "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
@@ -65,22 +76,37 @@ pub async fn messages(State(state): State<Arc<MockState>>, headers: HeaderMap, b
         Some(name) => {
             events.push(event("content_block_start", json!({"type": "content_block_start", "index": 0,
                 "content_block": {"type": "tool_use", "id": "toolu_mock_1", "name": name, "input": {}}})));
-            events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "input_json_delta", "partial_json": "{\"q\":"}})));
-            events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "input_json_delta", "partial_json": "\"mock\"}"}})));
+            events.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": "{\"q\":"}}),
+            ));
+            events.push(event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": "\"mock\"}"}}),
+            ));
         }
         None => {
-            events.push(event("content_block_start", json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}})));
+            events.push(event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+            ));
             events.push(event("ping", json!({"type": "ping"})));
             for i in 0..n {
-                events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": word(i)}})));
+                events.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": word(i)}}),
+                ));
             }
         }
     }
-    events.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
     events.push(event("message_delta", json!({"type": "message_delta",
         "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output_tokens}})));
     events.push(event("message_stop", json!({"type": "message_stop"})));

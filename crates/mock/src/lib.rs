@@ -191,7 +191,10 @@ fn one() -> u64 {
     1
 }
 
-async fn push_behavior(State(state): State<Arc<MockState>>, Json(body): Json<PushBody>) -> Json<Value> {
+async fn push_behavior(
+    State(state): State<Arc<MockState>>,
+    Json(body): Json<PushBody>,
+) -> Json<Value> {
     if let Ok(mut s) = state.script.lock() {
         s.push_back((body.behavior, body.times.max(1)));
     }
@@ -209,6 +212,15 @@ pub(crate) fn approx_tokens(text: &str) -> u64 {
 
 /// The words the mock "generates"; one word is one completion token.
 pub(crate) fn word(i: u64) -> &'static str {
-    const WORDS: [&str; 8] = [" lorem", " ipsum", " dolor", " sit", " amet", " consectetur", " adipiscing", " elit"];
+    const WORDS: [&str; 8] = [
+        " lorem",
+        " ipsum",
+        " dolor",
+        " sit",
+        " amet",
+        " consectetur",
+        " adipiscing",
+        " elit",
+    ];
     WORDS[(i % 8) as usize]
 }

@@ -22,7 +22,9 @@ pub(crate) fn now() -> u64 {
 fn bad_request(msg: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": {"message": msg, "type": "invalid_request_error", "code": null}})),
+        axum::Json(
+            json!({"error": {"message": msg, "type": "invalid_request_error", "code": null}}),
+        ),
     )
         .into_response()
 }
@@ -57,7 +59,11 @@ pub(crate) fn plan(b: &Behavior, max_tokens: Option<u64>) -> (u64, &'static str)
     }
 }
 
-pub(crate) async fn begin(state: &Arc<MockState>, body: &Bytes, headers: &HeaderMap) -> Result<(Value, Behavior, Guard), Response> {
+pub(crate) async fn begin(
+    state: &Arc<MockState>,
+    body: &Bytes,
+    headers: &HeaderMap,
+) -> Result<(Value, Behavior, Guard), Response> {
     let v: Value = serde_json::from_slice(body).map_err(|_| bad_request("body is not JSON"))?;
     state.record(&v, headers);
     let guard = Guard::new(state);
@@ -68,7 +74,11 @@ pub(crate) async fn begin(state: &Arc<MockState>, body: &Bytes, headers: &Header
     Ok((v, b, guard))
 }
 
-pub async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn chat(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (v, b, guard) = match begin(&state, &body, &headers).await {
         Ok(x) => x,
         Err(res) => return res,
@@ -79,7 +89,9 @@ pub async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body:
     let model = v["model"].as_str().unwrap_or("mock").to_owned();
     let (text, n_messages) = prompt_text(&v["messages"]);
     let prompt_tokens = approx_tokens(&text) + 3 * n_messages + 3;
-    let max = v["max_completion_tokens"].as_u64().or(v["max_tokens"].as_u64());
+    let max = v["max_completion_tokens"]
+        .as_u64()
+        .or(v["max_tokens"].as_u64());
     let (n, finish) = plan(&b, max);
     let id = format!("chatcmpl-mock{}", now());
     let created = now();
@@ -91,7 +103,9 @@ pub async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body:
         let message = match &tool {
             Some(name) => json!({"role": "assistant", "content": null, "tool_calls": [
                 {"id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": "{\"q\":\"mock\"}"}}]}),
-            None => json!({"role": "assistant", "content": (0..n).map(word).collect::<String>().trim_start()}),
+            None => {
+                json!({"role": "assistant", "content": (0..n).map(word).collect::<String>().trim_start()})
+            }
         };
         let finish = if tool.is_some() { "tool_calls" } else { finish };
         let body = json!({
@@ -108,7 +122,10 @@ pub async fn chat(State(state): State<Arc<MockState>>, headers: HeaderMap, body:
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         format!("data: {c}\n\n")
     };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     match &tool {
         Some(name) => {
             events.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": ""}}]}), Value::Null));
@@ -144,7 +161,11 @@ fn vector(text: &str, dims: usize) -> Vec<f32> {
         .collect()
 }
 
-pub async fn embeddings(State(state): State<Arc<MockState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn embeddings(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (v, b, guard) = match begin(&state, &body, &headers).await {
         Ok(x) => x,
         Err(res) => return res,
@@ -154,7 +175,14 @@ pub async fn embeddings(State(state): State<Arc<MockState>>, headers: HeaderMap,
     }
     let inputs: Vec<String> = match &v["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .collect(),
         _ => {
             drop(guard);
             return bad_request("input must be a string or an array");
@@ -172,5 +200,7 @@ pub async fn embeddings(State(state): State<Arc<MockState>>, headers: HeaderMap,
 }
 
 pub async fn models() -> axum::Json<Value> {
-    axum::Json(json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": "sluice-mock"}]}))
+    axum::Json(
+        json!({"object": "list", "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": "sluice-mock"}]}),
+    )
 }

@@ -53,7 +53,10 @@ pub(crate) fn error_response(guard: Guard, b: &Behavior, anthropic: bool) -> Res
         serde_json::json!({"error": {"message": message, "type": "server_error", "code": code.to_string()}})
     };
     let mut res = (status, axum::Json(body)).into_response();
-    if let Some(s) = b.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+    if let Some(s) = b
+        .retry_after
+        .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+    {
         res.headers_mut().insert("retry-after", s);
     }
     guard.finish();
@@ -64,7 +67,12 @@ pub(crate) fn error_response(guard: Guard, b: &Behavior, anthropic: bool) -> Res
 pub(crate) fn json_response(guard: Guard, b: &Behavior, body: &Value) -> Response {
     if b.malformed {
         guard.finish();
-        return (StatusCode::OK, [("content-type", "application/json")], "{\"id\": \"x\", \"choices\": [tru").into_response();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"id\": \"x\", \"choices\": [tru",
+        )
+            .into_response();
     }
     if b.reset_after_chunks.is_some() {
         // Declares a length, sends half, then fails the body: the client sees a broken response.
@@ -86,7 +94,9 @@ fn sse_like_body(
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
     content_type: &'static str,
 ) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let mut res = Response::new(Body::from_stream(stream));
     res.headers_mut()
         .insert("content-type", HeaderValue::from_static(content_type));
@@ -100,6 +110,8 @@ pub(crate) fn sse_response(guard: Guard, b: &Behavior, events: Vec<String>) -> R
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {
             if b.reset_after_chunks.is_some_and(|n| i as u64 >= n) {
+                // Let what was sent reach the wire first, as it would before a real reset.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 let _ = tx.send(Err(std::io::Error::other("mock reset"))).await;
                 // The connection is cut on purpose: the request ended, it was not cancelled.
                 guard.finish();

@@ -154,7 +154,11 @@ async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, St
                 sluice_engine::secret::redact_url(config.database_url.expose())
             )
         })?;
-    Ok(Arc::new(Engine::new(store, config.admin_key.as_ref(), gateway)))
+    Ok(Arc::new(Engine::new(
+        store,
+        config.admin_key.as_ref(),
+        gateway,
+    )))
 }
 
 fn api_err(e: ApiError) -> String {
@@ -187,7 +191,11 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     }
     // `mock` providers without a base URL talk to a mock server inside this process.
     let mock = if config.needs_embedded_mock() {
-        Some(sluice_mock::MockProvider::start().await.map_err(|e| format!("cannot start the embedded mock provider: {e}"))?)
+        Some(
+            sluice_mock::MockProvider::start()
+                .await
+                .map_err(|e| format!("cannot start the embedded mock provider: {e}"))?,
+        )
     } else {
         None
     };
@@ -196,7 +204,11 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     sluice_gateway::tokens::warm_up();
     let bootstrap_secret = engine.bootstrap().await.map_err(api_err)?;
     let demo_secret = if demo {
-        Some(sluice_engine::demo::issue_key(&engine).await.map_err(api_err)?)
+        Some(
+            sluice_engine::demo::issue_key(&engine)
+                .await
+                .map_err(api_err)?,
+        )
     } else {
         None
     };
@@ -233,7 +245,9 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
 async fn mock_provider(port: u16) -> Result<(), String> {
     sluice_server::serve::init_logging("info")?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mock = sluice_mock::MockProvider::start_on(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let mock = sluice_mock::MockProvider::start_on(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("listening on http://{}", mock.addr);
     sluice_server::serve::shutdown_signal().await;
     Ok(())

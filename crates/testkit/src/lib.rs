@@ -73,10 +73,18 @@ impl std::ops::Deref for TestApp {
 
 impl TestServer {
     /// Starts a server on an existing database (a second "instance" sharing the store).
-    pub async fn on(db: &TestDatabase, catalog: Catalog, extra: Option<Router<AppState>>) -> TestServer {
+    pub async fn on(
+        db: &TestDatabase,
+        catalog: Catalog,
+        extra: Option<Router<AppState>>,
+    ) -> TestServer {
         let store = db.open().await.expect("open store");
         let gateway = Gateway::new(catalog).expect("gateway");
-        let engine = Arc::new(Engine::new(store, Some(&SecretString::new(admin_key())), gateway));
+        let engine = Arc::new(Engine::new(
+            store,
+            Some(&SecretString::new(admin_key())),
+            gateway,
+        ));
         engine.bootstrap().await.expect("bootstrap");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -129,7 +137,8 @@ impl TestServer {
 
     /// Creates a key in `account_id` with `scopes` as admin; returns (key id, secret).
     pub async fn create_key(&self, account_id: &str, scopes: &[&str]) -> (String, String) {
-        self.create_key_with(account_id, json!({"scopes": scopes})).await
+        self.create_key_with(account_id, json!({"scopes": scopes}))
+            .await
     }
 
     /// Creates a key in `account_id` with extra fields (`scopes`, `models`, …); returns (id, secret).

@@ -23,7 +23,10 @@ fn with_model(mut res: Response, model: &str) -> Response {
     res
 }
 
-pub async fn models(State(engine): State<AppState>, Auth(who): Auth) -> HttpResult<axum::Json<Value>> {
+pub async fn models(
+    State(engine): State<AppState>,
+    Auth(who): Auth,
+) -> HttpResult<axum::Json<Value>> {
     who.require(Scope::ModelsRead)?;
     Ok(axum::Json(engine.gateway.list_models(&who)))
 }
@@ -55,5 +58,8 @@ pub async fn embeddings(
 ) -> HttpResult<Response> {
     who.require(Scope::ChatWrite)?;
     let outcome = engine.gateway.embeddings(&who, body).await?;
-    Ok(with_model(axum::Json(outcome.body).into_response(), &outcome.model.id))
+    Ok(with_model(
+        axum::Json(outcome.body).into_response(),
+        &outcome.model.id,
+    ))
 }

@@ -4,6 +4,7 @@
 
 mod binary;
 mod contract;
+mod gateway;
 mod keys;
 
 use reqwest::Response;
