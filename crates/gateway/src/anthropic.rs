@@ -160,6 +160,19 @@ pub fn prepare(
     Ok(Value::Object(out))
 }
 
+/// Every prompt token, cached or not: Anthropic's `input_tokens` excludes the cache reads and
+/// writes, which are still part of the prompt (and billed).
+pub fn input_tokens(usage: &Value) -> u64 {
+    [
+        "input_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ]
+    .iter()
+    .filter_map(|k| usage[*k].as_u64())
+    .sum()
+}
+
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
 pub fn finish_reason(stop: &str) -> &'static str {
     match stop {
@@ -200,7 +213,7 @@ pub fn to_openai(v: &Value, model: &Model) -> Result<Value, ApiError> {
         message["tool_calls"] = Value::Array(calls);
     }
     let usage = Usage {
-        prompt_tokens: v["usage"]["input_tokens"].as_u64().unwrap_or(0),
+        prompt_tokens: input_tokens(&v["usage"]),
         completion_tokens: v["usage"]["output_tokens"].as_u64().unwrap_or(0),
     };
     Ok(json!({
@@ -240,7 +253,7 @@ impl<S> State<S> {
         match kind {
             "message_start" => {
                 self.id = v["message"]["id"].as_str().unwrap_or("msg").to_owned();
-                self.prompt_tokens = v["message"]["usage"]["input_tokens"].as_u64().unwrap_or(0);
+                self.prompt_tokens = input_tokens(&v["message"]["usage"]);
                 let c = self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
                 self.pending.push_back(c);
             }
@@ -436,7 +449,7 @@ mod tests {
     #[test]
     fn answers_become_openai_completions() {
         let v = json!({"id": "msg_1", "content": [{"type": "text", "text": "hi"}, {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}],
-                       "stop_reason": "tool_use", "usage": {"input_tokens": 7, "output_tokens": 3}});
+                       "stop_reason": "tool_use", "usage": {"input_tokens": 2, "cache_read_input_tokens": 5, "output_tokens": 3}});
         let out = to_openai(&v, &model()).unwrap();
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(

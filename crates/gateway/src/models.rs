@@ -1,10 +1,16 @@
 //! `GET /v1/models`: the catalog as this key sees it, in OpenAI's list shape plus Sluice's facts.
 
 use serde_json::{json, Value};
-use sluice_types::Principal;
+use sluice_types::{ApiError, Principal};
 
-use crate::catalog::Mode;
+use crate::catalog::{Mode, Model};
 use crate::Gateway;
+
+fn visible(who: &Principal, m: &Model) -> bool {
+    who.models
+        .as_ref()
+        .is_none_or(|allowed| allowed.iter().any(|a| m.is_named(a)))
+}
 
 impl Gateway {
     /// Models the key may use; the allowlist matches ids and aliases.
@@ -13,28 +19,42 @@ impl Gateway {
             .catalog
             .models
             .iter()
-            .filter(|m| who.models.as_ref().is_none_or(|allowed| allowed.iter().any(|a| m.is_named(a))))
-            .map(|m| {
-                let caps: Vec<&str> = [("tools", m.capabilities.tools), ("vision", m.capabilities.vision), ("json", m.capabilities.json)]
-                    .iter()
-                    .filter(|(_, on)| *on)
-                    .map(|(n, _)| *n)
-                    .collect();
-                json!({
-                    "id": m.id,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": m.provider.id,
-                    "aliases": m.aliases,
-                    "mode": match m.mode { Mode::Chat => "chat", Mode::Embedding => "embedding" },
-                    "context_window": m.context_window,
-                    "max_output_tokens": m.max_output_tokens,
-                    "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price, "unit": "micro-credits"},
-                    "capabilities": caps,
-                    "available": m.provider.configured,
-                })
-            })
+            .filter(|m| visible(who, m))
+            .map(|m| view(m))
             .collect();
         json!({"object": "list", "data": data})
     }
+
+    /// One model by id or alias, if the key may use it (otherwise it does not exist for this key).
+    pub fn get_model(&self, who: &Principal, name: &str) -> Result<Value, ApiError> {
+        match self.catalog.get(name) {
+            Some(m) if visible(who, m) => Ok(view(m)),
+            _ => Err(ApiError::not_found("model", name)),
+        }
+    }
+}
+
+fn view(m: &Model) -> Value {
+    let caps: Vec<&str> = [
+        ("tools", m.capabilities.tools),
+        ("vision", m.capabilities.vision),
+        ("json", m.capabilities.json),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(n, _)| *n)
+    .collect();
+    json!({
+        "id": m.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": m.provider.id,
+        "aliases": m.aliases,
+        "mode": match m.mode { Mode::Chat => "chat", Mode::Embedding => "embedding" },
+        "context_window": m.context_window,
+        "max_output_tokens": m.max_output_tokens,
+        "pricing": {"input_per_million": m.input_price, "output_per_million": m.output_price, "unit": "micro-credits"},
+        "capabilities": caps,
+        "available": m.provider.configured,
+    })
 }

@@ -31,6 +31,15 @@ pub async fn models(
     Ok(axum::Json(engine.gateway.list_models(&who)))
 }
 
+pub async fn model(
+    State(engine): State<AppState>,
+    Auth(who): Auth,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> HttpResult<axum::Json<Value>> {
+    who.require(Scope::ModelsRead)?;
+    Ok(axum::Json(engine.gateway.get_model(&who, &id)?))
+}
+
 pub async fn chat(
     State(engine): State<AppState>,
     Extension(rid): Extension<RequestId>,

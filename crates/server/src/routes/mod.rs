@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/v1/models", get(gateway::models))
+        .route("/v1/models/{*id}", get(gateway::model))
         .route("/v1/chat/completions", post(gateway::chat))
         .route("/v1/embeddings", post(gateway::embeddings))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
