@@ -18,7 +18,10 @@ pub struct Admitted {
     pub stream: bool,
     /// The client asked for usage in the stream (`stream_options.include_usage`).
     pub include_usage: bool,
-    pub prompt_tokens: u64,
+    /// The prompt's exact token count, when admission needed it (the cheap bound did not fit).
+    pub prompt_tokens_exact: Option<u64>,
+    /// Never below the true prompt count: the exact count, or the byte bound.
+    pub prompt_tokens_max: u64,
     /// The completion budget: the request's `max_tokens`, else the model's maximum output.
     pub max_tokens: u64,
 }
@@ -112,6 +115,32 @@ fn check_shape(body: &Map<String, Value>) -> Result<(), ApiError> {
     errors.finish()
 }
 
+/// Prompts longer than this many bytes are tokenized off the async workers.
+const BLOCKING_COUNT_BYTES: u64 = 16 * 1024;
+
+/// The exact prompt count; long prompts are counted on a blocking thread.
+async fn count_exact(
+    t: crate::catalog::Tokenizer,
+    body: &Map<String, Value>,
+    upper: u64,
+) -> Result<u64, ApiError> {
+    let count = move |body: &Map<String, Value>| {
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        tokens::count_chat(t, messages, body.get("tools")) as u64
+    };
+    if upper < BLOCKING_COUNT_BYTES {
+        return Ok(count(body));
+    }
+    let owned = body.clone();
+    tokio::task::spawn_blocking(move || count(&owned))
+        .await
+        .map_err(|e| ApiError::internal(format!("token counting task failed: {e}")))
+}
+
 impl Gateway {
     /// Resolves a model name the key may use, or the contract's error for why not.
     pub fn resolve(&self, who: &Principal, name: &str, mode: Mode) -> Result<Arc<Model>, ApiError> {
@@ -151,8 +180,10 @@ impl Gateway {
         Ok(model.clone())
     }
 
-    /// Every check that needs no network. The prompt is counted with the model's tokenizer.
-    pub fn admit_chat(&self, who: &Principal, body: Value) -> Result<Admitted, ApiError> {
+    /// Every check that needs no network. The prompt is measured by a one-pass byte bound; only
+    /// when that bound does not fit the context window is it counted exactly with the model's
+    /// tokenizer (on a blocking thread when long), so typical requests never pay for BPE.
+    pub async fn admit_chat(&self, who: &Principal, body: Value) -> Result<Admitted, ApiError> {
         let Value::Object(body) = body else {
             return Err(ApiError::new(
                 ErrorKind::MalformedRequest,
@@ -184,8 +215,14 @@ impl Gateway {
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let prompt_tokens = tokens::count_chat(model.tokenizer, messages, body.get("tools")) as u64;
         let window = u64::from(model.context_window);
+        let upper = tokens::chat_upper_bound(messages, body.get("tools")) as u64;
+        let (exact, prompt_tokens) = if upper + requested.unwrap_or(1) <= window {
+            (None, upper)
+        } else {
+            let n = count_exact(model.tokenizer, &body, upper).await?;
+            (Some(n), n)
+        };
         let needed = prompt_tokens + requested.unwrap_or(1);
         if needed > window {
             return Err(ApiError::new(
@@ -216,7 +253,8 @@ impl Gateway {
             body,
             stream,
             include_usage,
-            prompt_tokens,
+            prompt_tokens_exact: exact,
+            prompt_tokens_max: prompt_tokens,
             max_tokens,
         })
     }
@@ -280,7 +318,7 @@ impl Gateway {
 
     /// Admission and dispatch in one call.
     pub async fn chat(&self, who: &Principal, body: Value) -> Result<ChatOutcome, ApiError> {
-        let admitted = self.admit_chat(who, body)?;
+        let admitted = self.admit_chat(who, body).await?;
         self.dispatch_chat(admitted).await
     }
 }

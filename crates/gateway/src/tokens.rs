@@ -43,35 +43,45 @@ pub fn count_text(t: Tokenizer, text: &str) -> usize {
     }
 }
 
-fn count_content(t: Tokenizer, content: &Value) -> usize {
-    match content {
-        Value::String(s) => count_text(t, s),
-        Value::Array(parts) => parts
-            .iter()
-            .map(|p| match p["type"].as_str() {
-                Some("image_url") | Some("image") => IMAGE_TOKENS,
-                _ => p["text"].as_str().map_or(0, |s| count_text(t, s)),
-            })
-            .sum(),
-        Value::Null => 0,
-        other => count_text(t, &other.to_string()),
-    }
-}
-
 /// Prompt tokens of an OpenAI-style chat request (`messages`, optional `tools`).
 pub fn count_chat(t: Tokenizer, messages: &[Value], tools: Option<&Value>) -> usize {
+    size_chat(messages, tools, &|s| count_text(t, s))
+}
+
+/// An upper bound on `count_chat` that costs one pass over the bytes: a byte-level BPE token
+/// always covers at least one byte, so a text never has more tokens than bytes.
+pub fn chat_upper_bound(messages: &[Value], tools: Option<&Value>) -> usize {
+    size_chat(messages, tools, &str::len)
+}
+
+/// The chat token formula with `text` measuring each piece of text.
+fn size_chat(messages: &[Value], tools: Option<&Value>, text: &dyn Fn(&str) -> usize) -> usize {
+    let content = |c: &Value| -> usize {
+        match c {
+            Value::String(s) => text(s),
+            Value::Array(parts) => parts
+                .iter()
+                .map(|p| match p["type"].as_str() {
+                    Some("image_url") | Some("image") => IMAGE_TOKENS,
+                    _ => p["text"].as_str().map_or(0, text),
+                })
+                .sum(),
+            Value::Null => 0,
+            other => text(&other.to_string()),
+        }
+    };
     let mut n = 3;
     for m in messages {
-        n += 3 + count_content(t, &m["content"]);
+        n += 3 + content(&m["content"]);
         if let Some(name) = m["name"].as_str() {
-            n += 1 + count_text(t, name);
+            n += 1 + text(name);
         }
         if let Some(calls) = m.get("tool_calls") {
-            n += count_text(t, &calls.to_string());
+            n += text(&calls.to_string());
         }
     }
     if let Some(tools) = tools.filter(|v| !v.is_null()) {
-        n += count_text(t, &tools.to_string());
+        n += text(&tools.to_string());
     }
     n
 }
@@ -86,6 +96,15 @@ mod tests {
         // "hello world" is two tokens in both cl100k and o200k.
         assert_eq!(count_text(Tokenizer::Cl100k, "hello world"), 2);
         assert_eq!(count_text(Tokenizer::O200k, "hello world"), 2);
+    }
+
+    #[test]
+    fn the_byte_bound_is_never_below_the_count() {
+        let msgs =
+            vec![json!({"role": "user", "content": "héllo wörld, ünïcode 🎉 and   spaces\n\tend"})];
+        for t in [Tokenizer::Cl100k, Tokenizer::O200k] {
+            assert!(chat_upper_bound(&msgs, None) >= count_chat(t, &msgs, None));
+        }
     }
 
     #[test]

@@ -112,6 +112,9 @@ impl MockProvider {
         let state = Arc::new(MockState::default());
         let app = router(state.clone());
         let task = tokio::spawn(async move {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(MockProvider { addr, state, task })

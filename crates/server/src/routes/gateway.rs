@@ -47,7 +47,7 @@ pub async fn chat(
     Json(body): Json<Value>,
 ) -> HttpResult<Response> {
     who.require(Scope::ChatWrite)?;
-    let admitted = engine.gateway.admit_chat(&who, body)?;
+    let admitted = engine.gateway.admit_chat(&who, body).await?;
     let model = admitted.model.id.clone();
     let outcome = match engine.gateway.dispatch_chat(admitted).await {
         Ok(o) => o,

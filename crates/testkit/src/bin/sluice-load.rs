@@ -1,0 +1,320 @@
+//! The load harness: N concurrent clients drive the mock provider directly and through Sluice in
+//! the same run (alternating rounds, so drift hits both paths alike), and print throughput and
+//! latency percentiles with the gateway/direct ratios.
+//!
+//! The mock and Sluice run as separate processes of the real release binary, as in production.
+//!
+//! cargo build --release -p sluice-server -p sluice-testkit
+//! target/release/sluice-load [--clients 16] [--seconds 5] [--rounds 3] [--stream] [--bin PATH]
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_testkit::process::SluiceProcess;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Args {
+    clients: usize,
+    seconds: u64,
+    rounds: usize,
+    stream: bool,
+    bin: PathBuf,
+}
+
+fn args() -> Args {
+    let exe = std::env::current_exe().expect("own path");
+    let mut a = Args {
+        clients: 16,
+        seconds: 5,
+        rounds: 3,
+        stream: false,
+        bin: exe.with_file_name("sluice"),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        let num = || value.parse::<u64>().expect("a number");
+        match argv[i].as_str() {
+            "--clients" => a.clients = num() as usize,
+            "--seconds" => a.seconds = num(),
+            "--rounds" => a.rounds = num() as usize,
+            "--bin" => a.bin = PathBuf::from(&value),
+            "--stream" => {
+                a.stream = true;
+                i -= 1;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+#[derive(Default)]
+struct Sample {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+/// Runs `clients` loops for `seconds` against `url`; latency is until the whole body is read.
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: &Value,
+    clients: usize,
+    seconds: u64,
+) -> Sample {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, key, body) = (
+            client.clone(),
+            url.to_owned(),
+            key.map(str::to_owned),
+            body.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let mut req = client.post(&url).json(&body);
+                if let Some(k) = &key {
+                    req = req.bearer_auth(k);
+                }
+                let ok = match req.send().await {
+                    Ok(res) if res.status().is_success() => res.bytes().await.is_ok(),
+                    _ => false,
+                };
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut s = Sample::default();
+    for t in tasks {
+        let (lat, errors) = t.await.unwrap();
+        s.latencies_us.extend(lat);
+        s.errors += errors;
+    }
+    s.elapsed = started.elapsed();
+    s
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Summary {
+    rps: f64,
+    p50: u64,
+    p99: u64,
+    n: usize,
+    errors: u64,
+}
+
+fn summarise(samples: &[Sample]) -> Summary {
+    let mut all: Vec<u64> = samples
+        .iter()
+        .flat_map(|s| s.latencies_us.iter().copied())
+        .collect();
+    all.sort_unstable();
+    let secs: f64 = samples.iter().map(|s| s.elapsed.as_secs_f64()).sum();
+    Summary {
+        rps: all.len() as f64 / secs,
+        p50: pct(&all, 0.50),
+        p99: pct(&all, 0.99),
+        n: all.len(),
+        errors: samples.iter().map(|s| s.errors).sum(),
+    }
+}
+
+/// Starts `sluice mock-provider --port 0` and returns it with its address.
+async fn start_mock(bin: &PathBuf) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(bin)
+        .args(["mock-provider", "--port", "0"])
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mock provider");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("mock printed nothing");
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .expect("listening line")
+        .trim()
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    assert!(
+        a.bin.exists(),
+        "{} not found; build it with cargo build --release -p sluice-server",
+        a.bin.display()
+    );
+    let (_mock, mock_addr) = start_mock(&a.bin).await;
+    let dir = tempfile_dir();
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[providers]]\nid = \"mock\"\ntype = \"openai\"\nbase_url = \"http://{mock_addr}/v1\"\n\n\
+             [[models]]\nid = \"mock/small\"\nupstream = \"small\"\ncontext_window = 8192\nmax_output_tokens = 1024\n"
+        ),
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.join("sluice.db").display());
+    let admin = "sk-load-admin-0123456789abcdef";
+    let sluice = SluiceProcess::spawn(
+        &a.bin,
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("SLUICE_DATABASE_URL", &db),
+            ("SLUICE_ADMIN_KEY", admin),
+            ("SLUICE_LOG", "info"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    let acct: Value = client
+        .post(sluice.url("/v1/accounts"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "load"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key: Value = client
+        .post(sluice.url("/v1/keys"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "load", "account_id": acct["id"], "scopes": ["chat:write"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["secret"].as_str().unwrap().to_owned();
+
+    let mut body = json!({"messages": [{"role": "user", "content": "Write one short sentence about rivers."}], "max_tokens": 16});
+    if a.stream {
+        body["stream"] = json!(true);
+    }
+    let direct_url = format!("http://{mock_addr}/v1/chat/completions");
+    let gateway_url = sluice.url("/v1/chat/completions");
+    let mut direct_body = body.clone();
+    direct_body["model"] = json!("small");
+    let mut gateway_body = body;
+    gateway_body["model"] = json!("mock/small");
+
+    // Warm both paths (connections, tokenizer, page cache) before measuring.
+    drive(&client, &direct_url, None, &direct_body, a.clients, 1).await;
+    drive(
+        &client,
+        &gateway_url,
+        Some(&key),
+        &gateway_body,
+        a.clients,
+        1,
+    )
+    .await;
+
+    let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+    for _ in 0..a.rounds {
+        direct.push(
+            drive(
+                &client,
+                &direct_url,
+                None,
+                &direct_body,
+                a.clients,
+                a.seconds,
+            )
+            .await,
+        );
+        gateway.push(
+            drive(
+                &client,
+                &gateway_url,
+                Some(&key),
+                &gateway_body,
+                a.clients,
+                a.seconds,
+            )
+            .await,
+        );
+    }
+    let (d, g) = (summarise(&direct), summarise(&gateway));
+    let mode = if a.stream {
+        "stream (16 chunks)"
+    } else {
+        "json"
+    };
+    println!(
+        "sluice-load: {} clients, {} rounds x {} s per path, {mode}, 16 output tokens",
+        a.clients, a.rounds, a.seconds
+    );
+    println!("| path | requests | errors | req/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    for (name, s) in [("direct to mock", &d), ("through sluice", &g)] {
+        println!(
+            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} |",
+            s.n,
+            s.errors,
+            s.rps,
+            s.p50 as f64 / 1000.0,
+            s.p99 as f64 / 1000.0
+        );
+    }
+    println!(
+        "ratios (sluice / direct): throughput {:.2}, p50 {:.2}, p99 {:.2}; added latency p50 {:.2} ms, p99 {:.2} ms",
+        g.rps / d.rps,
+        g.p50 as f64 / d.p50.max(1) as f64,
+        g.p99 as f64 / d.p99.max(1) as f64,
+        (g.p50 as f64 - d.p50 as f64) / 1000.0,
+        (g.p99 as f64 - d.p99 as f64) / 1000.0,
+    );
+    sluice.terminate().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
