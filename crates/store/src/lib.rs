@@ -2,6 +2,7 @@
 //!
 //! No business rules live here or in SQL: the stores keep and return records; the engine decides.
 
+mod credits_sql;
 mod migrate;
 mod model;
 mod postgres;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use model::{Account, ApiKey, Page};
+pub use model::{Account, ApiKey, LeaseGrant, LedgerEntry, Page, UsageFilter, UsageRecord, UsageTotal, Wallet};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -72,9 +73,62 @@ pub trait KeyStore: Send + Sync {
     async fn count_keys(&self) -> StoreResult<i64>;
 }
 
+/// Wallets, leases and the ledger. Every operation is one transaction that starts with a write,
+/// so concurrent instances serialise on the wallet row and the balance never goes below zero.
+#[async_trait]
+pub trait CreditStore: Send + Sync {
+    /// Creates a wallet; a positive `initial` is recorded as a `topup` with `reason`.
+    async fn create_wallet(&self, id: &str, initial: i64, reason: &str, now: i64) -> StoreResult<()>;
+    async fn wallet(&self, id: &str) -> StoreResult<Option<Wallet>>;
+    /// Adds `amount` to the balance (a `topup` entry).
+    async fn top_up(&self, id: &str, amount: i64, reason: &str, now: i64) -> StoreResult<Option<Wallet>>;
+    /// Reserves up to `want` (at least `min`) under a new lease `lease_id` held by `holder`.
+    #[allow(clippy::too_many_arguments)]
+    async fn acquire_lease(
+        &self,
+        wallet_id: &str,
+        want: i64,
+        min: i64,
+        lease_id: &str,
+        holder: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<LeaseGrant>;
+    /// Charges `spend` to the lease's wallet, optionally extends the lease, and optionally returns
+    /// `give_back` of its unused part (or all of it and closes the lease when `close`).
+    /// Returns false when the lease was already closed (e.g. expired): nothing is charged then.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_lease(
+        &self,
+        lease_id: &str,
+        spend: i64,
+        give_back: i64,
+        close: bool,
+        renew_until: Option<i64>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Closes leases whose holder stopped renewing them, refunding their unused part.
+    async fn expire_leases(&self, now: i64) -> StoreResult<u64>;
+    /// Newest first.
+    async fn ledger(&self, wallet_id: &str, page: &Page) -> StoreResult<Vec<LedgerEntry>>;
+    /// The wallet recomputed from its ledger alone.
+    async fn recompute(&self, wallet_id: &str) -> StoreResult<Wallet>;
+}
+
+/// Usage records, written in batches off the request path.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Inserts every record in one transaction; a request id already stored is skipped.
+    async fn insert_usage(&self, records: &[UsageRecord]) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_usage(&self, filter: &UsageFilter, limit: u32) -> StoreResult<Vec<UsageRecord>>;
+    /// Totals grouped by `day` (UTC date), `model` or `key`.
+    async fn usage_totals(&self, filter: &UsageFilter, group_by: &str) -> StoreResult<Vec<UsageTotal>>;
+}
+
 /// Everything a Sluice process needs from its database.
 #[async_trait]
-pub trait Store: AccountStore + KeyStore {
+pub trait Store: AccountStore + KeyStore + CreditStore + UsageStore {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Cheap round trip proving the store answers (for `/readyz`).

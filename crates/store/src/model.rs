@@ -27,6 +27,8 @@ pub struct ApiKey {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub created_at: i64,
+    /// Spend limit in micro-credits; the key then has a wallet of its own with this balance.
+    pub max_spend: Option<i64>,
 }
 
 /// Cursor pagination: at most `limit` rows after the row with id `after`.
@@ -34,4 +36,72 @@ pub struct ApiKey {
 pub struct Page {
     pub after: Option<String>,
     pub limit: u32,
+}
+
+/// A wallet's state: `balance` minus `reserved` is what can still be leased.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wallet {
+    pub balance: i64,
+    pub reserved: i64,
+}
+
+/// The outcome of asking for a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseGrant {
+    /// This much was reserved under the lease id given.
+    Granted(i64),
+    /// Less than the minimum is available; the wallet as it stands.
+    Insufficient(Wallet),
+    /// No such wallet.
+    NoWallet,
+}
+
+/// One ledger line. `kind` is `topup`, `reservation`, `settlement` or `refund`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub id: String,
+    pub wallet_id: String,
+    pub kind: String,
+    pub amount: i64,
+    pub lease_id: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+}
+
+/// One metered request.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct UsageRecord {
+    pub request_id: String,
+    pub account_id: String,
+    pub key_id: String,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: i64,
+    pub latency_ms: i64,
+    pub ttfb_ms: Option<i64>,
+    pub status: i64,
+    pub error_code: Option<String>,
+    pub created_at: i64,
+}
+
+/// Which usage records to read: one account, optionally narrowed.
+#[derive(Clone, Debug, Default)]
+pub struct UsageFilter {
+    pub account_id: Option<String>,
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Totals of a group of usage records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotal {
+    pub group: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost: i64,
 }

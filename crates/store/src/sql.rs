@@ -9,7 +9,7 @@ use crate::{Account, ApiKey, StoreError};
 
 pub(crate) const ACCOUNT_COLS: &str = "id, name, plan, tier, created_at";
 pub(crate) const KEY_COLS: &str =
-    "id, account_id, name, lookup, secret_hash, scopes, models, expires_at, revoked_at, created_at";
+    "id, account_id, name, lookup, secret_hash, scopes, models, expires_at, revoked_at, created_at, max_spend";
 
 pub(crate) fn models_to_text(models: &Option<Vec<String>>) -> Option<String> {
     models.as_ref().map(|m| m.join("\n"))
@@ -93,6 +93,7 @@ where
         expires_at: row.try_get("expires_at").map_err(e)?,
         revoked_at: row.try_get("revoked_at").map_err(e)?,
         created_at: row.try_get("created_at").map_err(e)?,
+        max_spend: row.try_get("max_spend").map_err(e)?,
     })
 }
 
@@ -119,6 +120,7 @@ macro_rules! impl_common {
         #[async_trait::async_trait]
         impl $crate::AccountStore for $store {
             async fn create_account(&self, a: &$crate::Account) -> $crate::StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
                 sqlx::query(
                     "INSERT INTO accounts (id, name, plan, tier, created_at) VALUES ($1, $2, $3, $4, $5)",
                 )
@@ -127,10 +129,15 @@ macro_rules! impl_common {
                 .bind(a.plan.as_str())
                 .bind(a.tier.as_str())
                 .bind(a.created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| $crate::sql::classify(e, "id", "id"))?;
-                Ok(())
+                sqlx::query("INSERT INTO wallets (id, balance) VALUES ($1, 0)")
+                    .bind(&a.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::backend_err)?;
+                tx.commit().await.map_err($crate::backend_err)
             }
 
             async fn get_account(&self, id: &str) -> $crate::StoreResult<Option<$crate::Account>> {
@@ -167,9 +174,10 @@ macro_rules! impl_common {
         impl $crate::KeyStore for $store {
             async fn create_key(&self, k: &$crate::ApiKey) -> $crate::StoreResult<()> {
                 let q = format!(
-                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     $crate::sql::KEY_COLS
                 );
+                let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
                 sqlx::query(&q)
                     .bind(&k.id)
                     .bind(&k.account_id)
@@ -181,10 +189,19 @@ macro_rules! impl_common {
                     .bind(k.expires_at)
                     .bind(k.revoked_at)
                     .bind(k.created_at)
-                    .execute(&self.pool)
+                    .bind(k.max_spend)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| $crate::sql::classify(e, "lookup", "account_id"))?;
-                Ok(())
+                if let Some(limit) = k.max_spend {
+                    sqlx::query("INSERT INTO wallets (id, balance) VALUES ($1, $2)")
+                        .bind(&k.id)
+                        .bind(limit)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::backend_err)?;
+                }
+                tx.commit().await.map_err($crate::backend_err)
             }
 
             async fn get_key(&self, id: &str) -> $crate::StoreResult<Option<$crate::ApiKey>> {

@@ -30,7 +30,20 @@ macro_rules! all_cases {
             keys_list_by_account_with_cursor,
             revoking_keeps_the_first_time,
             ping_answers,
+            accounts_get_an_empty_wallet_and_top_ups_add_to_it,
+            leases_grant_what_is_available_and_never_more,
+            settling_charges_spend_and_refunds_the_rest,
+            expired_leases_return_their_unused_part,
+            keys_with_a_spend_limit_get_a_wallet,
+            usage_records_filter_and_total,
         );
+        #[tokio::test]
+        async fn concurrent_leases_never_overdraw() {
+            let db = TestDatabase::new($backend).await.expect("test database");
+            let store = db.open().await.expect("open store");
+            sluice_store::conformance::concurrent_leases_never_overdraw(store.clone()).await;
+            store.close().await;
+        }
     };
 }
 
