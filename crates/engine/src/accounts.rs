@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sluice_store::{Account, AccountStore, StoreError};
+use sluice_store::{Account, AccountStore, Store, StoreError};
 use sluice_types::validation::Errors;
 use sluice_types::{id, ApiError, Plan, Scope, Tier};
 
@@ -138,15 +138,31 @@ pub async fn ensure_admin_account(store: &dyn AccountStore) -> Result<(), ApiErr
     }
 }
 
-/// Stores a validated account, mapping a taken name to 409.
-pub async fn insert(store: &dyn AccountStore, account: Account) -> Result<Account, ApiError> {
+/// Stores a validated account (mapping a taken name to 409) and credits its starting grant.
+pub async fn insert(
+    store: &dyn Store,
+    account: Account,
+    starting_grant: i64,
+) -> Result<Account, ApiError> {
     match store.create_account(&account).await {
-        Ok(()) => Ok(account),
+        Ok(()) => {}
         Err(StoreError::Conflict { .. }) => {
-            Err(ApiError::conflict("account", "name", &account.name))
+            return Err(ApiError::conflict("account", "name", &account.name))
         }
-        Err(e) => Err(store_error(e)),
+        Err(e) => return Err(store_error(e)),
     }
+    if starting_grant > 0 {
+        store
+            .top_up(
+                &account.id,
+                starting_grant,
+                "starting grant",
+                sluice_types::now_unix(),
+            )
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(account)
 }
 
 impl Engine {
@@ -157,7 +173,9 @@ impl Engine {
     ) -> Result<AccountView, ApiError> {
         by.require(Scope::Admin)?;
         let account = req.validate()?;
-        Ok(insert(&*self.store, account).await?.into())
+        Ok(insert(&*self.store, account, self.settings.starting_grant)
+            .await?
+            .into())
     }
 
     pub async fn list_accounts(

@@ -77,6 +77,7 @@ pub fn verify(key: &ApiKey, secret: &str, now: i64) -> Result<Principal, ApiErro
         account_id: key.account_id.clone(),
         scopes: key.scopes.clone(),
         models: key.models.clone(),
+        spend_limited: key.max_spend.is_some(),
     })
 }
 
@@ -97,6 +98,7 @@ impl Engine {
                     account_id: ADMIN_ACCOUNT_ID.to_owned(),
                     scopes: vec![Scope::Admin],
                     models: None,
+                    spend_limited: false,
                 });
             }
         }
@@ -129,6 +131,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             created_at: 0,
+            max_spend: None,
         }
     }
 
@@ -194,6 +197,7 @@ mod tests {
             account_id: "a".into(),
             scopes: vec![Scope::Admin],
             models: None,
+            spend_limited: false,
         };
         assert!(p.has(Scope::KeysWrite));
         assert!(p.may_act_in("other"));

@@ -31,6 +31,20 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub credits: RawCredits,
+}
+
+/// `[credits]`: how balances are leased and what new accounts start with.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredits {
+    /// Micro-credits every new account starts with (default 0).
+    pub starting_grant: Option<i64>,
+    /// A lease covers this many requests at their maximum cost (default 16).
+    pub lease_requests: Option<i64>,
+    pub lease_ttl_seconds: Option<u64>,
+    pub flush_interval_ms: Option<u64>,
 }
 
 /// Validated configuration.
@@ -44,6 +58,7 @@ pub struct Config {
     /// The catalog sections as written; `catalog()` validates them (already done once by `load`).
     pub providers: Vec<RawProvider>,
     pub models: Vec<RawModel>,
+    pub settings: crate::Settings,
     /// Environment values named by providers' `api_key_env`, captured at load.
     pub provider_env: Vec<(String, String)>,
     /// Things worth telling the operator that do not stop the start (e.g. unknown `SLUICE_*`).
@@ -235,6 +250,32 @@ pub fn load(
         Catalog::build(&raw.providers, &raw.models, &lookup, None).map_err(ConfigError)?;
     warnings.extend(catalog_warnings);
 
+    let c = &raw.credits;
+    let defaults = crate::credits::CreditSettings::default();
+    if c.starting_grant.is_some_and(|g| g < 0) {
+        return Err(ConfigError(
+            "credits.starting_grant: must not be negative".to_owned(),
+        ));
+    }
+    if c.lease_requests.is_some_and(|n| n < 1) {
+        return Err(ConfigError(
+            "credits.lease_requests: must be at least 1".to_owned(),
+        ));
+    }
+    let settings = crate::Settings {
+        starting_grant: c.starting_grant.unwrap_or(0),
+        credits: crate::credits::CreditSettings {
+            lease_requests: c.lease_requests.unwrap_or(defaults.lease_requests),
+            lease_ttl: c
+                .lease_ttl_seconds
+                .map_or(defaults.lease_ttl, std::time::Duration::from_secs),
+            flush_interval: c
+                .flush_interval_ms
+                .map_or(defaults.flush_interval, std::time::Duration::from_millis),
+            idle_return: defaults.idle_return,
+        },
+    };
+
     Ok(Config {
         listen,
         database_url,
@@ -245,6 +286,7 @@ pub fn load(
         shutdown_grace_seconds,
         providers: raw.providers,
         models: raw.models,
+        settings,
         provider_env,
         warnings,
     })

@@ -9,6 +9,8 @@ use crate::config::Config;
 use crate::{accounts, keys, Engine};
 
 pub const DEMO_ACCOUNT: &str = "demo";
+/// The demo account starts with 100 credits (100,000,000 micro-credits).
+pub const DEMO_GRANT: i64 = 100_000_000;
 
 fn model(id: &str, alias: &str, mode: &str) -> RawModel {
     RawModel {
@@ -73,7 +75,7 @@ pub async fn issue_key(engine: &Engine) -> Result<String, ApiError> {
                 plan: Some(json!(Plan::Pro.as_str())),
                 tier: Some(Tier::T1.to_json()),
             };
-            accounts::insert(&*engine.store, req.validate()?).await?
+            accounts::insert(&*engine.store, req.validate()?, DEMO_GRANT).await?
         }
     };
     let issued = keys::issue(
@@ -84,6 +86,7 @@ pub async fn issue_key(engine: &Engine) -> Result<String, ApiError> {
             scopes: Scope::defaults(),
             models: None,
             expires_at: None,
+            max_spend: None,
         },
     )
     .await?;

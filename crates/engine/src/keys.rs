@@ -23,6 +23,8 @@ pub struct KeyRequest {
     pub scopes: Option<Value>,
     pub models: Option<Value>,
     pub expires_at: Option<Value>,
+    /// Spend limit in micro-credits.
+    pub max_spend: Option<Value>,
 }
 
 /// What to issue, after validation and permission checks.
@@ -33,6 +35,7 @@ pub struct KeySpec {
     pub scopes: Vec<Scope>,
     pub models: Option<Vec<String>>,
     pub expires_at: Option<i64>,
+    pub max_spend: Option<i64>,
 }
 
 /// A key as the API shows it. `secret` is present only in the response that created it.
@@ -49,6 +52,7 @@ pub struct KeyView {
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub created_at: i64,
+    pub max_spend: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -66,6 +70,7 @@ impl From<ApiKey> for KeyView {
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
             created_at: k.created_at,
+            max_spend: k.max_spend,
             secret: None,
         }
     }
@@ -178,6 +183,20 @@ impl KeyRequest {
                 }
             },
         };
+        let max_spend = match &self.max_spend {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_i64() {
+                Some(n) if n >= 0 => Some(n),
+                _ => {
+                    errors.add(
+                        "max_spend",
+                        "invalid_type",
+                        "max_spend must be a non-negative integer (micro-credits)",
+                    );
+                    None
+                }
+            },
+        };
         errors.finish()?;
         Ok(KeySpec {
             account_id,
@@ -185,6 +204,7 @@ impl KeyRequest {
             scopes,
             models,
             expires_at,
+            max_spend,
         })
     }
 }
@@ -232,6 +252,7 @@ pub async fn issue(store: &dyn Store, spec: KeySpec) -> Result<Issued, ApiError>
             expires_at: spec.expires_at,
             revoked_at: None,
             created_at: sluice_types::now_unix(),
+            max_spend: spec.max_spend,
         };
         match store.create_key(&key).await {
             Ok(()) => return Ok(Issued { key, secret }),
@@ -374,6 +395,7 @@ mod tests {
             account_id: "acct_1".into(),
             scopes: vec![Scope::KeysWrite, Scope::ChatWrite],
             models: Some(vec!["a".into()]),
+            spend_limited: false,
         };
         let spec = |scopes: Vec<Scope>, models: Option<Vec<String>>| KeySpec {
             account_id: "acct_1".into(),
@@ -381,6 +403,7 @@ mod tests {
             scopes,
             models,
             expires_at: None,
+            max_spend: None,
         };
         assert!(
             check_delegation(&by, &spec(vec![Scope::ChatWrite], Some(vec!["a".into()]))).is_ok()

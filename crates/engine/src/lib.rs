@@ -5,11 +5,15 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod billing;
 pub mod config;
+pub mod credits;
 pub mod demo;
 pub mod keys;
 pub mod list;
+pub mod llm;
 pub use sluice_types::secret;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -24,20 +28,60 @@ pub use config::Config;
 pub struct Engine {
     pub store: Arc<dyn Store>,
     pub gateway: Gateway,
+    pub credits: Arc<credits::Credits>,
+    pub usage: usage::UsageRecorder,
+    pub settings: Settings,
     admin_key_hash: Option<[u8; 32]>,
 }
 
+/// Engine tunables that come from configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub credits: credits::CreditSettings,
+    /// Micro-credits every new account starts with.
+    pub starting_grant: i64,
+}
+
+/// Stops the engine's background work; `Engine::shutdown` flushes what it holds.
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
 impl Engine {
+    /// Must be called inside a Tokio runtime (it starts the usage writer).
     pub fn new(
         store: Arc<dyn Store>,
         admin_key: Option<&secret::SecretString>,
         gateway: Gateway,
+        settings: Settings,
     ) -> Engine {
         Engine {
+            credits: credits::Credits::new(store.clone(), settings.credits.clone()),
+            usage: usage::UsageRecorder::start(store.clone()),
             store,
             gateway,
+            settings,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }
+    }
+
+    /// Starts the periodic credit flush and lease-expiry sweep.
+    pub fn start_background(&self) -> Background {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(self.credits.clone().run(rx));
+        Background { stop, task }
+    }
+
+    /// Writes every settled charge, returns every lease and stores every queued usage record.
+    /// Call after the server stopped taking requests.
+    pub async fn shutdown(&self, bg: Background) {
+        let _ = bg.stop.send(true);
+        let _ = bg.task.await;
+        if let Err(e) = self.credits.flush(true).await {
+            tracing::error!(error = %e, "final credit flush failed; unflushed spend stays reserved until its lease expires");
+        }
+        self.usage.flush().await;
     }
 
     /// Makes sure the admin account exists. Without a configured admin key and with no key in
@@ -58,6 +102,7 @@ impl Engine {
                 scopes: vec![sluice_types::Scope::Admin],
                 models: None,
                 expires_at: None,
+                max_spend: None,
             },
         )
         .await?;

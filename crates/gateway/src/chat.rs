@@ -261,7 +261,7 @@ impl Gateway {
 
     /// Calls the provider. Dropping the returned stream (or this future) cancels the upstream
     /// request: the connection is closed.
-    pub async fn dispatch_chat(&self, a: Admitted) -> Result<ChatOutcome, ApiError> {
+    pub async fn dispatch_chat(&self, a: &Admitted) -> Result<ChatOutcome, ApiError> {
         let model = a.model.clone();
         let client = self.client(&model)?;
         let usage = Arc::new(UsageCell::default());
@@ -319,6 +319,6 @@ impl Gateway {
     /// Admission and dispatch in one call.
     pub async fn chat(&self, who: &Principal, body: Value) -> Result<ChatOutcome, ApiError> {
         let admitted = self.admit_chat(who, body).await?;
-        self.dispatch_chat(admitted).await
+        self.dispatch_chat(&admitted).await
     }
 }

@@ -18,9 +18,9 @@ pub const X_TRACE_ID: HeaderName = HeaderName::from_static("x-arena-trace-id");
 pub const X_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
 pub const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
-/// The server-generated id of the current request (`req_` + 22 base62).
+/// The server-generated id of the current request (`req_` + 22 base62) and when it arrived.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub String, pub std::time::Instant);
 
 /// Flows routes speak seed 004's dialect; everything else the gateway's.
 pub fn dialect_for(path: &str) -> Dialect {
@@ -118,7 +118,8 @@ pub async fn contract(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let dialect = dialect_for(&path);
-    req.extensions_mut().insert(RequestId(request_id.clone()));
+    req.extensions_mut()
+        .insert(RequestId(request_id.clone(), std::time::Instant::now()));
 
     let mut res = next.run(req).await;
 

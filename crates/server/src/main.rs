@@ -163,6 +163,7 @@ async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, St
         store,
         config.admin_key.as_ref(),
         gateway,
+        config.settings.clone(),
     )))
 }
 
@@ -232,6 +233,7 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     if let Some(secret) = demo_secret {
         println!("Demo key (account `demo`, model `demo`): {secret}");
     }
+    let background = engine.start_background();
     let app = sluice_server::app(engine.clone(), None);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let result = sluice_server::serve::serve(
@@ -242,6 +244,8 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string());
+    // Requests have drained: write the last charges and usage records before closing the store.
+    engine.shutdown(background).await;
     engine.store.close().await;
     tracing::info!("stopped");
     result
@@ -281,6 +285,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
                 scopes: scopes.map(|s| json!(s)),
                 models: models.map(|m| json!(m)),
                 expires_at: expires,
+                max_spend: None,
             };
             let spec = req
                 .validate(accounts::ADMIN_ACCOUNT_ID, sluice_types::now_unix())
@@ -308,7 +313,7 @@ async fn accounts_command(config: &Config, command: AccountsCommand) -> Result<(
                 tier: Some(json!(tier)),
             };
             let account = req.validate().map_err(api_err)?;
-            let account = accounts::insert(&*engine.store, account)
+            let account = accounts::insert(&*engine.store, account, config.settings.starting_grant)
                 .await
                 .map_err(api_err)?;
             let view = accounts::AccountView::from(account);

@@ -7,7 +7,8 @@
 use crate::{LedgerEntry, StoreError, UsageRecord, Wallet};
 
 pub(crate) const LEDGER_COLS: &str = "id, wallet_id, kind, amount, lease_id, reason, created_at";
-pub(crate) const USAGE_COLS: &str = "request_id, account_id, key_id, model, provider, prompt_tokens, \
+pub(crate) const USAGE_COLS: &str =
+    "request_id, account_id, key_id, model, provider, prompt_tokens, \
      completion_tokens, cost, latency_ms, ttfb_ms, status, error_code, created_at";
 
 pub(crate) fn entry_id() -> String {
@@ -75,7 +76,9 @@ pub(crate) fn group_expr(group_by: &str) -> Result<&'static str, StoreError> {
         "day" => Ok("CAST(created_at / 86400 AS TEXT)"),
         "model" => Ok("COALESCE(model, '')"),
         "key" => Ok("key_id"),
-        other => Err(StoreError::Backend(format!("unknown usage grouping {other}"))),
+        other => Err(StoreError::Backend(format!(
+            "unknown usage grouping {other}"
+        ))),
     }
 }
 

@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use model::{Account, ApiKey, LeaseGrant, LedgerEntry, Page, UsageFilter, UsageRecord, UsageTotal, Wallet};
+pub use model::{
+    Account, ApiKey, LeaseGrant, LedgerEntry, Page, UsageFilter, UsageRecord, UsageTotal, Wallet,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -78,10 +80,22 @@ pub trait KeyStore: Send + Sync {
 #[async_trait]
 pub trait CreditStore: Send + Sync {
     /// Creates a wallet; a positive `initial` is recorded as a `topup` with `reason`.
-    async fn create_wallet(&self, id: &str, initial: i64, reason: &str, now: i64) -> StoreResult<()>;
+    async fn create_wallet(
+        &self,
+        id: &str,
+        initial: i64,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<()>;
     async fn wallet(&self, id: &str) -> StoreResult<Option<Wallet>>;
     /// Adds `amount` to the balance (a `topup` entry).
-    async fn top_up(&self, id: &str, amount: i64, reason: &str, now: i64) -> StoreResult<Option<Wallet>>;
+    async fn top_up(
+        &self,
+        id: &str,
+        amount: i64,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<Option<Wallet>>;
     /// Reserves up to `want` (at least `min`) under a new lease `lease_id` held by `holder`.
     #[allow(clippy::too_many_arguments)]
     async fn acquire_lease(
@@ -123,7 +137,11 @@ pub trait UsageStore: Send + Sync {
     /// Newest first.
     async fn list_usage(&self, filter: &UsageFilter, limit: u32) -> StoreResult<Vec<UsageRecord>>;
     /// Totals grouped by `day` (UTC date), `model` or `key`.
-    async fn usage_totals(&self, filter: &UsageFilter, group_by: &str) -> StoreResult<Vec<UsageTotal>>;
+    async fn usage_totals(
+        &self,
+        filter: &UsageFilter,
+        group_by: &str,
+    ) -> StoreResult<Vec<UsageTotal>>;
 }
 
 /// Everything a Sluice process needs from its database.

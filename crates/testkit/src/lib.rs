@@ -26,6 +26,18 @@ pub fn admin_key() -> String {
     "sk-test-admin-0123456789abcdefghij".to_owned()
 }
 
+/// Engine settings for tests: quick flushes, so charges reach the store within a test.
+pub fn test_settings() -> sluice_engine::Settings {
+    sluice_engine::Settings {
+        credits: sluice_engine::credits::CreditSettings {
+            flush_interval: std::time::Duration::from_millis(50),
+            idle_return: std::time::Duration::from_millis(200),
+            ..Default::default()
+        },
+        starting_grant: 0,
+    }
+}
+
 /// One running in-process server. Dropping it stops the server.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -84,6 +96,7 @@ impl TestServer {
             store,
             Some(&SecretString::new(admin_key())),
             gateway,
+            test_settings(),
         ));
         engine.bootstrap().await.expect("bootstrap");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -92,6 +105,8 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let app = sluice_server::app(engine.clone(), extra);
         let (stop, stopped) = oneshot::channel::<()>();
+        let background = engine.start_background();
+        let bg_engine = engine.clone();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
@@ -103,6 +118,8 @@ impl TestServer {
                 std::time::Duration::from_secs(5),
             )
             .await;
+            // As `sluice serve` does: settle credits and store usage after the last request.
+            bg_engine.shutdown(background).await;
         });
         TestServer {
             addr,
@@ -122,8 +139,14 @@ impl TestServer {
         self.client.request(method, self.url(path)).bearer_auth(key)
     }
 
-    /// Creates an account as admin and returns its id.
+    /// Creates an account as admin with a balance that no test exhausts; returns its id.
     pub async fn create_account(&self, name: &str) -> String {
+        self.create_account_with_balance(name, 1_000_000_000_000)
+            .await
+    }
+
+    /// Creates an account as admin and tops it up by `balance` micro-credits; returns its id.
+    pub async fn create_account_with_balance(&self, name: &str, balance: i64) -> String {
         let res = self
             .req(reqwest::Method::POST, "/v1/accounts", &admin_key())
             .json(&json!({"name": name, "plan": "pro"}))
@@ -132,7 +155,21 @@ impl TestServer {
             .unwrap();
         assert_eq!(res.status(), 201, "create account");
         let v: Value = res.json().await.unwrap();
-        v["id"].as_str().unwrap().to_owned()
+        let id = v["id"].as_str().unwrap().to_owned();
+        if balance > 0 {
+            let res = self
+                .req(
+                    reqwest::Method::POST,
+                    &format!("/v1/accounts/{id}/credits"),
+                    &admin_key(),
+                )
+                .json(&json!({"amount": balance, "reason": "test funds"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "top up");
+        }
+        id
     }
 
     /// Creates a key in `account_id` with `scopes` as admin; returns (key id, secret).

@@ -10,6 +10,8 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// The key's model allowlist; `None` allows every model.
     pub models: Option<Vec<String>>,
+    /// The key has a spend limit, i.e. a wallet of its own (id = `key_id`).
+    pub spend_limited: bool,
 }
 
 impl Principal {

@@ -5,6 +5,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::Value;
+use sluice_engine::llm::{Failed, RequestCtx};
 use sluice_gateway::ChatReply;
 use sluice_types::{Dialect, Scope};
 
@@ -47,28 +48,46 @@ pub async fn chat(
     Json(body): Json<Value>,
 ) -> HttpResult<Response> {
     who.require(Scope::ChatWrite)?;
-    let admitted = engine.gateway.admit_chat(&who, body).await?;
-    let model = admitted.model.id.clone();
-    let outcome = match engine.gateway.dispatch_chat(admitted).await {
-        Ok(o) => o,
-        Err(e) => return Ok(with_model(HttpError(e).into_response(), &model)),
+    let ctx = RequestCtx {
+        request_id: rid.0.clone(),
+        started: rid.1,
     };
-    let res = match outcome.reply {
+    let res = match engine.chat(&who, body, ctx).await {
+        Ok(r) => r,
+        Err(Failed { error, model }) => return Ok(failed(error, model)),
+    };
+    let out = match res.reply {
         ChatReply::Json(v) => axum::Json(v).into_response(),
         ChatReply::Stream(chunks) => crate::sse::response(chunks, Dialect::Gateway, rid.0),
     };
-    Ok(with_model(res, &model))
+    Ok(with_model(out, &res.model.id))
+}
+
+/// An error response, naming the model when the request reached one.
+fn failed(error: sluice_types::ApiError, model: Option<String>) -> Response {
+    let res = HttpError(error).into_response();
+    match model {
+        Some(m) => with_model(res, &m),
+        None => res,
+    }
 }
 
 pub async fn embeddings(
     State(engine): State<AppState>,
+    Extension(rid): Extension<RequestId>,
     Auth(who): Auth,
     Json(body): Json<Value>,
 ) -> HttpResult<Response> {
     who.require(Scope::ChatWrite)?;
-    let outcome = engine.gateway.embeddings(&who, body).await?;
-    Ok(with_model(
-        axum::Json(outcome.body).into_response(),
-        &outcome.model.id,
-    ))
+    let ctx = RequestCtx {
+        request_id: rid.0,
+        started: rid.1,
+    };
+    match engine.embeddings(&who, body, ctx).await {
+        Ok(out) => Ok(with_model(
+            axum::Json(out.body).into_response(),
+            &out.model.id,
+        )),
+        Err(Failed { error, model }) => Ok(failed(error, model)),
+    }
 }

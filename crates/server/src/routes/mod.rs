@@ -1,6 +1,7 @@
 //! The route table. Each submodule owns one resource's handlers.
 
 mod accounts;
+mod billing;
 mod gateway;
 mod keys;
 mod ops;
@@ -23,6 +24,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/embeddings", post(gateway::embeddings))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
         .route("/v1/accounts/{id}", get(accounts::get))
+        .route("/v1/accounts/{id}/credits", post(billing::top_up))
+        .route("/v1/credits", get(billing::credits))
+        .route("/v1/usage", get(billing::usage))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", get(keys::get).delete(keys::revoke))
         .fallback(unknown_route)

@@ -229,6 +229,7 @@ async fn missing_invalid_revoked_and_expired_keys_are_401_with_their_reason() {
             scopes: vec![sluice_types::Scope::KeysRead],
             models: None,
             expires_at: Some(sluice_types::now_unix() - 1),
+            max_spend: None,
         },
     )
     .await

@@ -1,0 +1,347 @@
+//! The gateway path with accounting: admission, credits reserved before any upstream call,
+//! dispatch, settlement at the actual cost (also for streams that end early), and one usage
+//! record per request. The HTTP handlers and the agents engine both call this.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::Stream;
+use serde_json::Value;
+use sluice_gateway::chat::Admitted;
+use sluice_gateway::{tokens, ChatReply, ChunkStream, Model, Usage, UsageCell};
+use sluice_store::UsageRecord;
+use sluice_types::{now_unix, ApiError, Dialect, Principal};
+
+use crate::credits::{cost, refusal_error, Reservation};
+use crate::usage::UsageRecorder;
+use crate::Engine;
+
+/// What a request is, for its usage record.
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Instant,
+}
+
+/// A failure, and the model it reached (for `X-Arena-Resolved-Model`), if any.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: ApiError,
+    pub model: Option<String>,
+}
+
+impl From<ApiError> for Failed {
+    fn from(error: ApiError) -> Self {
+        Failed { error, model: None }
+    }
+}
+
+/// A chat answer with its accounting attached.
+pub struct ChatResponse {
+    pub model: Arc<Model>,
+    pub reply: ChatReply,
+}
+
+/// Writes the usage record once, however the request ends.
+struct Meter {
+    recorder: UsageRecorder,
+    record: UsageRecord,
+    started: Instant,
+}
+
+impl Meter {
+    fn new(engine: &Engine, who: &Principal, ctx: &RequestCtx) -> Meter {
+        Meter {
+            recorder: engine.usage.clone(),
+            record: UsageRecord {
+                request_id: ctx.request_id.clone(),
+                account_id: who.account_id.clone(),
+                key_id: who.key_id.clone(),
+                created_at: now_unix(),
+                ..Default::default()
+            },
+            started: ctx.started,
+        }
+    }
+
+    fn model(&mut self, m: &Model) {
+        self.record.model = Some(m.id.clone());
+        self.record.provider = Some(m.provider.id.clone());
+    }
+
+    fn done(mut self, status: u16, error_code: Option<String>, usage: Usage, charged: i64) {
+        self.record.status = i64::from(status);
+        self.record.error_code = error_code;
+        self.record.prompt_tokens = usage.prompt_tokens as i64;
+        self.record.completion_tokens = usage.completion_tokens as i64;
+        self.record.cost = charged;
+        self.record.latency_ms = self.started.elapsed().as_millis() as i64;
+        self.recorder.record(self.record);
+    }
+
+    fn fail(self, e: ApiError, model: Option<&Model>) -> Failed {
+        let status = e.kind.status(Dialect::Gateway);
+        self.done(
+            status,
+            Some(e.kind.code(Dialect::Gateway).to_owned()),
+            Usage::default(),
+            0,
+        );
+        Failed {
+            error: e,
+            model: model.map(|m| m.id.clone()),
+        }
+    }
+}
+
+/// Usage as the provider reported it, or counted from the prompt and the generated text when
+/// it reported none (a stream cut short).
+fn usage_of(admitted: &Admitted, cell: &UsageCell) -> Usage {
+    if let Some(u) = cell.reported() {
+        return u;
+    }
+    let t = admitted.model.tokenizer;
+    let prompt = admitted.prompt_tokens_exact.unwrap_or_else(|| {
+        let messages = admitted
+            .body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        tokens::count_chat(t, messages, admitted.body.get("tools")) as u64
+    });
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: tokens::count_text(t, &cell.generated()) as u64,
+    }
+}
+
+fn price(m: &Model, u: Usage) -> i64 {
+    cost(
+        m.input_price,
+        m.output_price,
+        u.prompt_tokens,
+        u.completion_tokens,
+    )
+}
+
+/// The wallets a request draws from: the account's, and the key's if it has a spend limit.
+fn wallets(who: &Principal) -> Vec<&str> {
+    let mut w = vec![who.account_id.as_str()];
+    if who.spend_limited {
+        w.push(who.key_id.as_str());
+    }
+    w
+}
+
+impl Engine {
+    /// Reserves the request's maximum cost; if the cheap prompt bound does not fit the
+    /// balance, counts the prompt exactly and tries once more before refusing.
+    async fn reserve_chat(
+        &self,
+        who: &Principal,
+        a: &mut Admitted,
+    ) -> Result<Reservation, ApiError> {
+        let m = a.model.clone();
+        let max = cost(
+            m.input_price,
+            m.output_price,
+            a.prompt_tokens_max,
+            a.max_tokens,
+        );
+        match self.credits.reserve(&wallets(who), max).await {
+            Ok(r) => Ok(r),
+            Err(_) if a.prompt_tokens_exact.is_none() => {
+                let messages = a
+                    .body
+                    .get("messages")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let exact = tokens::count_chat(m.tokenizer, messages, a.body.get("tools")) as u64;
+                a.prompt_tokens_exact = Some(exact);
+                a.prompt_tokens_max = exact;
+                let max = cost(m.input_price, m.output_price, exact, a.max_tokens);
+                self.credits
+                    .reserve(&wallets(who), max)
+                    .await
+                    .map_err(|r| refusal_error(r, &who.key_id))
+            }
+            Err(r) => Err(refusal_error(r, &who.key_id)),
+        }
+    }
+
+    /// `/v1/chat/completions` with credits and usage.
+    pub async fn chat(
+        &self,
+        who: &Principal,
+        body: Value,
+        ctx: RequestCtx,
+    ) -> Result<ChatResponse, Failed> {
+        let mut meter = Meter::new(self, who, &ctx);
+        let mut admitted = match self.gateway.admit_chat(who, body).await {
+            Ok(a) => a,
+            Err(e) => return Err(meter.fail(e, None)),
+        };
+        let model = admitted.model.clone();
+        meter.model(&model);
+        let reservation = match self.reserve_chat(who, &mut admitted).await {
+            Ok(r) => r,
+            Err(e) => return Err(meter.fail(e, None)),
+        };
+        let outcome = match self.gateway.dispatch_chat(&admitted).await {
+            Ok(o) => o,
+            // Dropping the reservation releases it: a failed call costs nothing.
+            Err(e) => return Err(meter.fail(e, Some(&model))),
+        };
+        let reply = match outcome.reply {
+            ChatReply::Json(v) => {
+                let usage = usage_of(&admitted, &outcome.usage);
+                let charged = reservation.settle(price(&model, usage));
+                meter.done(200, None, usage, charged);
+                ChatReply::Json(v)
+            }
+            ChatReply::Stream(inner) => ChatReply::Stream(Box::pin(Metered {
+                inner,
+                settle: Some(Settle {
+                    reservation,
+                    meter,
+                    admitted,
+                    usage: outcome.usage,
+                }),
+                error: None,
+                first_chunk: None,
+            })),
+        };
+        Ok(ChatResponse { model, reply })
+    }
+
+    /// `/v1/embeddings` with credits and usage.
+    pub async fn embeddings(
+        &self,
+        who: &Principal,
+        body: Value,
+        ctx: RequestCtx,
+    ) -> Result<sluice_gateway::embeddings::EmbeddingsOutcome, Failed> {
+        let mut meter = Meter::new(self, who, &ctx);
+        let name = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        // Input bytes bound the input tokens, so this is a safe maximum before the call.
+        let bytes = match body.get("input") {
+            Some(Value::String(s)) => s.len() as u64,
+            Some(v) => v.to_string().len() as u64,
+            None => 0,
+        };
+        let model = self.gateway.catalog.get(&name).cloned();
+        let reservation = match &model {
+            Some(m) => {
+                meter.model(m);
+                let max = cost(m.input_price, 0, bytes, 0);
+                match self.credits.reserve(&wallets(who), max).await {
+                    Ok(r) => Some(r),
+                    Err(r) => return Err(meter.fail(refusal_error(r, &who.key_id), None)),
+                }
+            }
+            None => None,
+        };
+        match self.gateway.embeddings(who, body).await {
+            Ok(out) => {
+                let usage = out.usage.unwrap_or_default();
+                let charged = reservation.map_or(0, |r| r.settle(price(&out.model, usage)));
+                meter.done(200, None, usage, charged);
+                Ok(out)
+            }
+            Err(e) => Err(meter.fail(e, model.as_deref())),
+        }
+    }
+}
+
+/// What a stream settles when it ends.
+struct Settle {
+    reservation: Reservation,
+    meter: Meter,
+    admitted: Admitted,
+    usage: Arc<UsageCell>,
+}
+
+impl Settle {
+    /// `status` 499 marks a client that went away (nginx's convention).
+    fn run(self, status: u16, error_code: Option<String>, ttfb_ms: Option<i64>) {
+        let Settle {
+            reservation,
+            mut meter,
+            admitted,
+            usage,
+        } = self;
+        meter.record.ttfb_ms = ttfb_ms;
+        let finish = move || {
+            let u = usage_of(&admitted, &usage);
+            let charged = reservation.settle(price(&admitted.model, u));
+            meter.done(status, error_code, u, charged);
+        };
+        // Counting tokens of a cut stream is CPU work: keep it off the async workers.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(finish);
+            }
+            Err(_) => finish(),
+        }
+    }
+}
+
+/// A chunk stream that settles credits and writes the usage record when it ends — normally,
+/// with an upstream error, or because the client went away and the body was dropped.
+struct Metered {
+    inner: ChunkStream,
+    settle: Option<Settle>,
+    error: Option<String>,
+    first_chunk: Option<i64>,
+}
+
+impl Stream for Metered {
+    type Item = Result<Value, ApiError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        match &item {
+            Poll::Ready(Some(Ok(_))) if self.first_chunk.is_none() => {
+                let ms = self
+                    .settle
+                    .as_ref()
+                    .map_or(0, |s| s.meter.started.elapsed().as_millis() as i64);
+                self.first_chunk = Some(ms);
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.error = Some(e.kind.code(Dialect::Gateway).to_owned())
+            }
+            Poll::Ready(None) => {
+                let (error, ttfb) = (self.error.take(), self.first_chunk);
+                if let Some(s) = self.settle.take() {
+                    s.run(200, error, ttfb);
+                }
+            }
+            _ => {}
+        }
+        item
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if let Some(s) = self.settle.take() {
+            // Ended without reaching its end: the client went away (or the error was its last item).
+            match self.error.take() {
+                Some(code) => s.run(200, Some(code), self.first_chunk),
+                None => s.run(
+                    499,
+                    Some("client_closed_request".to_owned()),
+                    self.first_chunk,
+                ),
+            }
+        }
+    }
+}
