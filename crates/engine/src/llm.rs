@@ -278,17 +278,19 @@ impl Settle {
             usage,
         } = self;
         meter.record.ttfb_ms = ttfb_ms;
+        let reported = usage.reported().is_some();
         let finish = move || {
             let u = usage_of(&admitted, &usage);
             let charged = reservation.settle(price(&admitted.model, u));
             meter.done(status, error_code, u, charged);
         };
-        // Counting tokens of a cut stream is CPU work: keep it off the async workers.
+        // Counting the tokens of a stream the provider did not report on is CPU work: keep it
+        // off the async workers. With reported usage, settling is a few memory operations.
         match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
+            Ok(h) if !reported => {
                 h.spawn_blocking(finish);
             }
-            Err(_) => finish(),
+            _ => finish(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod binary;
 mod contract;
+mod credits;
 mod gateway;
 mod keys;
 
