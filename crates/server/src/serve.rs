@@ -63,6 +63,13 @@ pub async fn shutdown_signal() {
 pub fn init_logging(filter: &str) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    // sqlx logs every Postgres NOTICE at info (e.g. "relation already exists, skipping");
+    // they are noise for operators unless asked for explicitly.
+    let filter = if filter.contains("sqlx") {
+        filter.to_owned()
+    } else {
+        format!("{filter},sqlx=warn")
+    };
     let targets: tracing_subscriber::filter::Targets = filter
         .parse()
         .map_err(|e| format!("log: `{filter}` is not a valid filter: {e}"))?;

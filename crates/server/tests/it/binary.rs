@@ -129,3 +129,76 @@ async fn an_unknown_config_key_stops_the_start_with_its_path() {
     assert!(err.contains("unknown field `databse_url`"), "{err}");
     assert!(err.contains("at `databse_url`"), "{err}");
 }
+
+/// Two `sluice serve` processes on one Postgres database: 1,000 concurrent requests against
+/// credit for 100 never overspend, and the ledger reconciles after both stop.
+#[tokio::test]
+async fn two_server_processes_sharing_postgres_never_overspend() {
+    use sluice_store::testing::{Backend, TestDatabase};
+    let db = TestDatabase::new(Backend::Postgres).await.unwrap();
+    let mock = sluice_testkit::MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[providers]]\nid = \"mock\"\ntype = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[models]]\nid = \"mock/small\"\ninput_price = 1000000\noutput_price = 2000000\n\n\
+             [credits]\nflush_interval_ms = 50\n",
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let admin = "sk-two-process-admin-0123456789";
+    let env = [("SLUICE_DATABASE_URL", db.url.as_str()), ("SLUICE_ADMIN_KEY", admin)];
+    let args = ["--config", cfg.to_str().unwrap()];
+    let a = SluiceProcess::spawn(bin(), &args, &env).await;
+    let b = SluiceProcess::spawn(bin(), &args, &env).await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(2_000).build().unwrap();
+    let acct: Value = client.post(a.url("/v1/accounts")).bearer_auth(admin).json(&serde_json::json!({"name": "acme"})).send().await.unwrap().json().await.unwrap();
+    let acct = acct["id"].as_str().unwrap().to_owned();
+    // 9 prompt + 5 × 2 completion micro-credits per request at the mock: credit for exactly 100.
+    let res = client.post(a.url(&format!("/v1/accounts/{acct}/credits"))).bearer_auth(admin).json(&serde_json::json!({"amount": 1_900})).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let key: Value = client
+        .post(b.url("/v1/keys"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "k", "account_id": acct, "scopes": ["chat:write"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["secret"].as_str().unwrap().to_owned();
+    let body = serde_json::json!({"model": "mock/small", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 5});
+    let tasks: Vec<_> = (0..1_000)
+        .map(|i| {
+            let url = if i % 2 == 0 { a.url("/v1/chat/completions") } else { b.url("/v1/chat/completions") };
+            let (client, key, body) = (client.clone(), key.clone(), body.clone());
+            tokio::spawn(async move { client.post(url).bearer_auth(key).json(&body).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            402 => {}
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(ok <= 100, "{ok} succeeded");
+    assert!(a.terminate().await.success());
+    assert!(b.terminate().await.success());
+    let store = db.open().await.unwrap();
+    let wallet = store.wallet(&acct).await.unwrap().unwrap();
+    assert_eq!(store.recompute(&acct).await.unwrap(), wallet);
+    assert_eq!(wallet.reserved, 0);
+    let f = sluice_store::UsageFilter { account_id: Some(acct.clone()), ..Default::default() };
+    let records = store.list_usage(&f, 2_000).await.unwrap();
+    assert_eq!(records.len(), 1_000, "both processes stored every usage record before exiting");
+    let charged: i64 = records.iter().map(|r| r.cost).sum();
+    assert_eq!(wallet.balance, 1_900 - charged);
+    assert!(wallet.balance >= 0);
+    store.close().await;
+}
