@@ -66,7 +66,14 @@ impl LocalLease {
 #[derive(Default)]
 struct Budget {
     leases: Vec<LocalLease>,
+    /// Leases ask for `multiplier` × the request's cost; it doubles while leases run out
+    /// within a second (heavy traffic) and halves when they last long.
+    multiplier: i64,
+    last_acquired: Option<Instant>,
 }
+
+/// The largest lease multiplier: 65,536 requests' worth.
+const MAX_MULTIPLIER: i64 = 1 << 16;
 
 /// One wallet's part of a reservation.
 #[derive(Debug)]
@@ -213,7 +220,7 @@ impl Credits {
             }
             let now = now_unix();
             let lease_id = id::new_id("lease");
-            let want = amount.saturating_mul(self.settings.lease_requests.max(1));
+            let want = amount.saturating_mul(self.next_multiplier(wallet));
             let expires = now + self.settings.lease_ttl.as_secs() as i64;
             let grant = self
                 .store
@@ -254,6 +261,22 @@ impl Credits {
                 }
             }
         }
+    }
+
+    /// How many requests' worth the next lease of `wallet` asks for (see `Budget::multiplier`).
+    fn next_multiplier(&self, wallet: &str) -> i64 {
+        let base = self.settings.lease_requests.max(1);
+        let budget = self.budget(wallet);
+        let mut b = budget.lock().unwrap_or_else(|p| p.into_inner());
+        let m = match b.last_acquired.map(|t| t.elapsed()) {
+            None => base,
+            Some(e) if e < Duration::from_secs(1) => (b.multiplier * 2).min(MAX_MULTIPLIER),
+            Some(e) if e > Duration::from_secs(10) => (b.multiplier / 2).max(base),
+            Some(_) => b.multiplier.max(base),
+        };
+        b.multiplier = m;
+        b.last_acquired = Some(Instant::now());
+        m
     }
 
     /// Gives the free part of every local lease of `wallet` back to the store.

@@ -20,6 +20,8 @@ pub struct UsageRecorder {
 }
 
 const BATCH: usize = 500;
+/// How long the writer gathers records before a write.
+const WINDOW: Duration = Duration::from_millis(100);
 
 impl UsageRecorder {
     /// Starts the writer task on the current runtime.
@@ -48,9 +50,18 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Msg>)
     let mut msgs = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        // Wait for one message, then take whatever else is already queued.
+        // Wait for one message, then gather for a short window so that each transaction carries
+        // many records (a commit per request would cost more than the request's own work).
         if rx.recv_many(&mut msgs, BATCH).await == 0 {
             break;
+        }
+        let window = tokio::time::Instant::now() + WINDOW;
+        while msgs.len() < BATCH && !msgs.iter().any(|m| matches!(m, Msg::Flush(_))) {
+            let room = BATCH - msgs.len();
+            match tokio::time::timeout_at(window, rx.recv_many(&mut msgs, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
         }
         let mut waiters = Vec::new();
         for m in msgs.drain(..) {

@@ -216,33 +216,49 @@ pub async fn accounts_get_an_empty_wallet_and_top_ups_add_to_it(store: &dyn Stor
 
 pub async fn leases_grant_what_is_available_and_never_more(store: &dyn Store) {
     store.create_wallet("w", 100, "grant", 1).await.unwrap();
+    // At most half of what is available, so other instances still find some.
     assert_eq!(
         store
             .acquire_lease("w", 60, 10, "l1", "i1", 100, 1)
             .await
             .unwrap(),
-        LeaseGrant::Granted(60)
+        LeaseGrant::Granted(50)
     );
     assert_eq!(
         store
             .acquire_lease("w", 60, 10, "l2", "i1", 100, 1)
             .await
             .unwrap(),
-        LeaseGrant::Granted(40)
+        LeaseGrant::Granted(25)
+    );
+    // …unless the minimum needs more.
+    assert_eq!(
+        store
+            .acquire_lease("w", 60, 20, "l3", "i1", 100, 1)
+            .await
+            .unwrap(),
+        LeaseGrant::Granted(20)
     );
     assert_eq!(
         store
-            .acquire_lease("w", 60, 10, "l3", "i1", 100, 1)
+            .acquire_lease("w", 4, 4, "l4", "i1", 100, 1)
+            .await
+            .unwrap(),
+        LeaseGrant::Granted(4)
+    );
+    assert_eq!(
+        store
+            .acquire_lease("w", 60, 10, "l5", "i1", 100, 1)
             .await
             .unwrap(),
         LeaseGrant::Insufficient(Wallet {
             balance: 100,
-            reserved: 100
+            reserved: 99
         })
     );
     assert_eq!(
         store
-            .acquire_lease("nope", 1, 1, "l4", "i1", 100, 1)
+            .acquire_lease("nope", 1, 1, "l6", "i1", 100, 1)
             .await
             .unwrap(),
         LeaseGrant::NoWallet

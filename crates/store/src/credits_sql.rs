@@ -63,6 +63,26 @@ row_fn!(usage_from_row, UsageRecord, |row, e| UsageRecord {
     created_at: row.try_get("created_at").map_err(e)?,
 });
 
+/// `INSERT … VALUES (…), (…)` for `rows` usage records (13 columns each).
+pub(crate) fn usage_insert_sql(rows: usize) -> String {
+    let mut q = format!("INSERT INTO usage_records ({USAGE_COLS}) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            q.push_str(", ");
+        }
+        q.push('(');
+        for c in 0..13 {
+            if c > 0 {
+                q.push_str(", ");
+            }
+            q.push_str(&format!("${}", r * 13 + c + 1));
+        }
+        q.push(')');
+    }
+    q.push_str(" ON CONFLICT (request_id) DO NOTHING");
+    q
+}
+
 /// The `WHERE` clause for a usage filter, with `$1`…`$5` bound in `bind_filter!` order.
 pub(crate) const USAGE_WHERE: &str = "WHERE (CAST($1 AS TEXT) IS NULL OR account_id = $1) \
      AND (CAST($2 AS TEXT) IS NULL OR key_id = $2) \
@@ -157,14 +177,17 @@ macro_rules! impl_credits {
             ) -> $crate::StoreResult<$crate::LeaseGrant> {
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
                 // Every SET expression sees the old row, so `last_grant` and the new `reserved`
-                // agree: min(want, available), taken only if at least `min` is available.
-                let row = sqlx::query(
-                    "UPDATE wallets SET \
-                       last_grant = CASE WHEN balance - reserved >= $2 THEN $2 ELSE balance - reserved END, \
-                       reserved = reserved + CASE WHEN balance - reserved >= $2 THEN $2 ELSE balance - reserved END \
+                // agree. The grant is `want`, but never more than half of what is available
+                // (unless `min` needs more), so other instances sharing the wallet still find
+                // some; the WHERE clause ensures at least `min` is available.
+                let grant = "CASE WHEN $2 <= (CASE WHEN (balance - reserved) / 2 >= $3 THEN (balance - reserved) / 2 ELSE $3 END) \
+                             THEN $2 ELSE (CASE WHEN (balance - reserved) / 2 >= $3 THEN (balance - reserved) / 2 ELSE $3 END) END";
+                let q = format!(
+                    "UPDATE wallets SET last_grant = {grant}, reserved = reserved + {grant} \
                      WHERE id = $1 AND balance - reserved >= $3 AND balance - reserved > 0 \
-                     RETURNING last_grant",
-                )
+                     RETURNING last_grant"
+                );
+                let row = sqlx::query(&q)
                 .bind(wallet_id)
                 .bind(want)
                 .bind(min)
@@ -330,33 +353,28 @@ macro_rules! impl_credits {
         #[async_trait::async_trait]
         impl $crate::UsageStore for $store {
             async fn insert_usage(&self, records: &[$crate::UsageRecord]) -> $crate::StoreResult<()> {
-                if records.is_empty() {
-                    return Ok(());
-                }
-                let q = format!(
-                    "INSERT INTO usage_records ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     ON CONFLICT (request_id) DO NOTHING",
-                    $crate::credits_sql::USAGE_COLS
-                );
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
-                for r in records {
-                    sqlx::query(&q)
-                        .bind(&r.request_id)
-                        .bind(&r.account_id)
-                        .bind(&r.key_id)
-                        .bind(&r.model)
-                        .bind(&r.provider)
-                        .bind(r.prompt_tokens)
-                        .bind(r.completion_tokens)
-                        .bind(r.cost)
-                        .bind(r.latency_ms)
-                        .bind(r.ttfb_ms)
-                        .bind(r.status)
-                        .bind(&r.error_code)
-                        .bind(r.created_at)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::backend_err)?;
+                // Multi-row statements: one round trip per 100 records instead of per record.
+                for chunk in records.chunks(100) {
+                    let q = $crate::credits_sql::usage_insert_sql(chunk.len());
+                    let mut query = sqlx::query(&q);
+                    for r in chunk {
+                        query = query
+                            .bind(&r.request_id)
+                            .bind(&r.account_id)
+                            .bind(&r.key_id)
+                            .bind(&r.model)
+                            .bind(&r.provider)
+                            .bind(r.prompt_tokens)
+                            .bind(r.completion_tokens)
+                            .bind(r.cost)
+                            .bind(r.latency_ms)
+                            .bind(r.ttfb_ms)
+                            .bind(r.status)
+                            .bind(&r.error_code)
+                            .bind(r.created_at);
+                    }
+                    query.execute(&mut *tx).await.map_err($crate::backend_err)?;
                 }
                 tx.commit().await.map_err($crate::backend_err)
             }

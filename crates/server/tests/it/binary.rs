@@ -150,15 +150,36 @@ async fn two_server_processes_sharing_postgres_never_overspend() {
     )
     .unwrap();
     let admin = "sk-two-process-admin-0123456789";
-    let env = [("SLUICE_DATABASE_URL", db.url.as_str()), ("SLUICE_ADMIN_KEY", admin)];
+    let env = [
+        ("SLUICE_DATABASE_URL", db.url.as_str()),
+        ("SLUICE_ADMIN_KEY", admin),
+    ];
     let args = ["--config", cfg.to_str().unwrap()];
     let a = SluiceProcess::spawn(bin(), &args, &env).await;
     let b = SluiceProcess::spawn(bin(), &args, &env).await;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(2_000).build().unwrap();
-    let acct: Value = client.post(a.url("/v1/accounts")).bearer_auth(admin).json(&serde_json::json!({"name": "acme"})).send().await.unwrap().json().await.unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(2_000)
+        .build()
+        .unwrap();
+    let acct: Value = client
+        .post(a.url("/v1/accounts"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let acct = acct["id"].as_str().unwrap().to_owned();
     // 9 prompt + 5 × 2 completion micro-credits per request at the mock: credit for exactly 100.
-    let res = client.post(a.url(&format!("/v1/accounts/{acct}/credits"))).bearer_auth(admin).json(&serde_json::json!({"amount": 1_900})).send().await.unwrap();
+    let res = client
+        .post(a.url(&format!("/v1/accounts/{acct}/credits")))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"amount": 1_900}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let key: Value = client
         .post(b.url("/v1/keys"))
@@ -174,9 +195,23 @@ async fn two_server_processes_sharing_postgres_never_overspend() {
     let body = serde_json::json!({"model": "mock/small", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 5});
     let tasks: Vec<_> = (0..1_000)
         .map(|i| {
-            let url = if i % 2 == 0 { a.url("/v1/chat/completions") } else { b.url("/v1/chat/completions") };
+            let url = if i % 2 == 0 {
+                a.url("/v1/chat/completions")
+            } else {
+                b.url("/v1/chat/completions")
+            };
             let (client, key, body) = (client.clone(), key.clone(), body.clone());
-            tokio::spawn(async move { client.post(url).bearer_auth(key).json(&body).send().await.unwrap().status().as_u16() })
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
         })
         .collect();
     let mut ok = 0;
@@ -194,9 +229,16 @@ async fn two_server_processes_sharing_postgres_never_overspend() {
     let wallet = store.wallet(&acct).await.unwrap().unwrap();
     assert_eq!(store.recompute(&acct).await.unwrap(), wallet);
     assert_eq!(wallet.reserved, 0);
-    let f = sluice_store::UsageFilter { account_id: Some(acct.clone()), ..Default::default() };
+    let f = sluice_store::UsageFilter {
+        account_id: Some(acct.clone()),
+        ..Default::default()
+    };
     let records = store.list_usage(&f, 2_000).await.unwrap();
-    assert_eq!(records.len(), 1_000, "both processes stored every usage record before exiting");
+    assert_eq!(
+        records.len(),
+        1_000,
+        "both processes stored every usage record before exiting"
+    );
     let charged: i64 = records.iter().map(|r| r.cost).sum();
     assert_eq!(wallet.balance, 1_900 - charged);
     assert!(wallet.balance >= 0);

@@ -188,7 +188,9 @@ async fn main() {
         &config,
         format!(
             "[[providers]]\nid = \"mock\"\ntype = \"openai\"\nbase_url = \"http://{mock_addr}/v1\"\n\n\
-             [[models]]\nid = \"mock/small\"\nupstream = \"small\"\ncontext_window = 8192\nmax_output_tokens = 1024\n"
+             [[models]]\nid = \"mock/free\"\nupstream = \"small\"\ncontext_window = 8192\nmax_output_tokens = 1024\n\n\
+             [[models]]\nid = \"mock/priced\"\nupstream = \"small\"\ncontext_window = 8192\nmax_output_tokens = 1024\n\
+             input_price = 150000\noutput_price = 600000\n"
         ),
     )
     .unwrap();
@@ -230,6 +232,26 @@ async fn main() {
         .await
         .unwrap();
     let key = key["secret"].as_str().unwrap().to_owned();
+    let top_up = format!("/v1/accounts/{}/credits", acct["id"].as_str().unwrap());
+    let res = client
+        .post(sluice.url(&top_up))
+        .bearer_auth(admin)
+        .json(&json!({"amount": 1_000_000_000_000_i64}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "top-up failed");
+    let res = client
+        .post(sluice.url(&format!(
+            "/v1/accounts/{}/credits",
+            acct["id"].as_str().unwrap()
+        )))
+        .bearer_auth(admin)
+        .json(&json!({"amount": 1_000_000_000_000_i64}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
 
     let mut body = json!({"messages": [{"role": "user", "content": "Write one short sentence about rivers."}], "max_tokens": 16});
     if a.stream {
@@ -239,47 +261,36 @@ async fn main() {
     let gateway_url = sluice.url("/v1/chat/completions");
     let mut direct_body = body.clone();
     direct_body["model"] = json!("small");
-    let mut gateway_body = body;
-    gateway_body["model"] = json!("mock/small");
-
-    // Warm both paths (connections, tokenizer, page cache) before measuring.
-    drive(&client, &direct_url, None, &direct_body, a.clients, 1).await;
-    drive(
-        &client,
-        &gateway_url,
-        Some(&key),
-        &gateway_body,
-        a.clients,
-        1,
-    )
-    .await;
-
-    let (mut direct, mut gateway) = (Vec::new(), Vec::new());
-    for _ in 0..a.rounds {
-        direct.push(
-            drive(
-                &client,
-                &direct_url,
-                None,
-                &direct_body,
-                a.clients,
-                a.seconds,
-            )
-            .await,
-        );
-        gateway.push(
-            drive(
-                &client,
-                &gateway_url,
-                Some(&key),
-                &gateway_body,
-                a.clients,
-                a.seconds,
-            )
-            .await,
-        );
+    let mut free_body = body.clone();
+    free_body["model"] = json!("mock/free");
+    let mut priced_body = body;
+    priced_body["model"] = json!("mock/priced");
+    let paths: [(&str, &str, Option<&str>, &Value); 3] = [
+        ("direct to mock", &direct_url, None, &direct_body),
+        (
+            "sluice, free model (no credits)",
+            &gateway_url,
+            Some(&key),
+            &free_body,
+        ),
+        (
+            "sluice, priced model (credits)",
+            &gateway_url,
+            Some(&key),
+            &priced_body,
+        ),
+    ];
+    // Warm every path (connections, tokenizer, leases, page cache) before measuring.
+    for (_, url, k, b) in &paths {
+        drive(&client, url, *k, b, a.clients, 1).await;
     }
-    let (d, g) = (summarise(&direct), summarise(&gateway));
+    let mut samples: [Vec<Sample>; 3] = Default::default();
+    for _ in 0..a.rounds {
+        for (i, (_, url, k, b)) in paths.iter().enumerate() {
+            samples[i].push(drive(&client, url, *k, b, a.clients, a.seconds).await);
+        }
+    }
+    let sums: Vec<Summary> = samples.iter().map(|s| summarise(s)).collect();
     let mode = if a.stream {
         "stream (16 chunks)"
     } else {
@@ -291,7 +302,7 @@ async fn main() {
     );
     println!("| path | requests | errors | req/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|");
-    for (name, s) in [("direct to mock", &d), ("through sluice", &g)] {
+    for ((name, ..), s) in paths.iter().zip(&sums) {
         println!(
             "| {name} | {} | {} | {:.0} | {:.2} | {:.2} |",
             s.n,
@@ -301,13 +312,21 @@ async fn main() {
             s.p99 as f64 / 1000.0
         );
     }
+    let d = &sums[0];
+    for (name, s) in [("free", &sums[1]), ("priced", &sums[2])] {
+        println!(
+            "ratios ({name} / direct): throughput {:.2}, p50 {:.2}, p99 {:.2}; added latency p50 {:.2} ms, p99 {:.2} ms",
+            s.rps / d.rps,
+            s.p50 as f64 / d.p50.max(1) as f64,
+            s.p99 as f64 / d.p99.max(1) as f64,
+            (s.p50 as f64 - d.p50 as f64) / 1000.0,
+            (s.p99 as f64 - d.p99 as f64) / 1000.0,
+        );
+    }
     println!(
-        "ratios (sluice / direct): throughput {:.2}, p50 {:.2}, p99 {:.2}; added latency p50 {:.2} ms, p99 {:.2} ms",
-        g.rps / d.rps,
-        g.p50 as f64 / d.p50.max(1) as f64,
-        g.p99 as f64 / d.p99.max(1) as f64,
-        (g.p50 as f64 - d.p50 as f64) / 1000.0,
-        (g.p99 as f64 - d.p99 as f64) / 1000.0,
+        "credits overhead (priced / free): throughput {:.2}, p50 {:.2}",
+        sums[2].rps / sums[1].rps,
+        sums[2].p50 as f64 / sums[1].p50.max(1) as f64
     );
     sluice.terminate().await;
     let _ = std::fs::remove_dir_all(dir);
