@@ -99,6 +99,8 @@ impl Engine {
                     scopes: vec![Scope::Admin],
                     models: None,
                     spend_limited: false,
+                    tier: Default::default(),
+                    key_limits: Default::default(),
                 });
             }
         }
@@ -198,6 +200,8 @@ mod tests {
             scopes: vec![Scope::Admin],
             models: None,
             spend_limited: false,
+            tier: Default::default(),
+            key_limits: Default::default(),
         };
         assert!(p.has(Scope::KeysWrite));
         assert!(p.may_act_in("other"));

@@ -396,6 +396,8 @@ mod tests {
             scopes: vec![Scope::KeysWrite, Scope::ChatWrite],
             models: Some(vec!["a".into()]),
             spend_limited: false,
+            tier: Default::default(),
+            key_limits: Default::default(),
         };
         let spec = |scopes: Vec<Scope>, models: Option<Vec<String>>| KeySpec {
             account_id: "acct_1".into(),

@@ -127,6 +127,8 @@ fn admit_chat_short_prompt(b: Bencher) {
         scopes: vec![Scope::ChatWrite],
         models: None,
         spend_limited: false,
+        tier: Default::default(),
+        key_limits: Default::default(),
     };
     let body = json!({"model": "m42", "messages": chat_messages(20), "max_tokens": 64, "temperature": 0.2});
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -54,6 +54,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait AccountStore: Send + Sync {
     async fn create_account(&self, account: &Account) -> StoreResult<()>;
     async fn get_account(&self, id: &str) -> StoreResult<Option<Account>>;
+    /// Changes plan and/or tier; `None` when there is no such account.
+    async fn update_account(
+        &self,
+        id: &str,
+        plan: Option<sluice_types::Plan>,
+        tier: Option<sluice_types::Tier>,
+    ) -> StoreResult<Option<Account>>;
     /// Newest first; `page.after` is the id of the last account of the previous page.
     async fn list_accounts(&self, page: &Page) -> StoreResult<Vec<Account>>;
 }
@@ -65,7 +72,9 @@ pub trait KeyStore: Send + Sync {
     /// account does not exist.
     async fn create_key(&self, key: &ApiKey) -> StoreResult<()>;
     async fn get_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
-    /// The authentication path: one indexed read by the key's public lookup prefix.
+    /// The authentication path: one indexed read (joined with the account's tier).
+    async fn find_key_with_tier(&self, lookup: &str) -> StoreResult<Option<(ApiKey, sluice_types::Tier)>>;
+    /// A key by its public lookup prefix.
     async fn find_key_by_lookup(&self, lookup: &str) -> StoreResult<Option<ApiKey>>;
     /// Newest first, optionally only one account's keys.
     async fn list_keys(&self, account_id: Option<&str>, page: &Page) -> StoreResult<Vec<ApiKey>>;

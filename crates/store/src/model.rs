@@ -29,6 +29,8 @@ pub struct ApiKey {
     pub created_at: i64,
     /// Spend limit in micro-credits; the key then has a wallet of its own with this balance.
     pub max_spend: Option<i64>,
+    /// The key's own rate limits (0: not limited by the key).
+    pub limits: sluice_types::ratelimit::Limits,
 }
 
 /// Cursor pagination: at most `limit` rows after the row with id `after`.

@@ -9,7 +9,8 @@ use crate::{Account, ApiKey, StoreError};
 
 pub(crate) const ACCOUNT_COLS: &str = "id, name, plan, tier, created_at";
 pub(crate) const KEY_COLS: &str =
-    "id, account_id, name, lookup, secret_hash, scopes, models, expires_at, revoked_at, created_at, max_spend";
+    "id, account_id, name, lookup, secret_hash, scopes, models, expires_at, revoked_at, created_at, max_spend, \
+     rl_rpm, rl_rps, rl_tpm, rl_tps";
 
 pub(crate) fn models_to_text(models: &Option<Vec<String>>) -> Option<String> {
     models.as_ref().map(|m| m.join("\n"))
@@ -94,6 +95,18 @@ where
         revoked_at: row.try_get("revoked_at").map_err(e)?,
         created_at: row.try_get("created_at").map_err(e)?,
         max_spend: row.try_get("max_spend").map_err(e)?,
+        limits: {
+            let get = |c: &str| -> Result<u64, StoreError> {
+                let v: Option<i64> = row.try_get(c).map_err(e)?;
+                Ok(v.unwrap_or(0).max(0) as u64)
+            };
+            sluice_types::ratelimit::Limits {
+                rpm: get("rl_rpm")?,
+                rps: get("rl_rps")?,
+                tpm: get("rl_tpm")?,
+                tps: get("rl_tps")?,
+            }
+        },
     })
 }
 
@@ -150,6 +163,27 @@ macro_rules! impl_common {
                 row.as_ref().map($crate::sql::account_from_row).transpose()
             }
 
+            async fn update_account(
+                &self,
+                id: &str,
+                plan: Option<sluice_types::Plan>,
+                tier: Option<sluice_types::Tier>,
+            ) -> $crate::StoreResult<Option<$crate::Account>> {
+                let q = format!(
+                    "UPDATE accounts SET plan = COALESCE(CAST($2 AS TEXT), plan), tier = COALESCE(CAST($3 AS TEXT), tier) \
+                     WHERE id = $1 RETURNING {}",
+                    $crate::sql::ACCOUNT_COLS
+                );
+                let row = sqlx::query(&q)
+                    .bind(id)
+                    .bind(plan.map(|p| p.as_str()))
+                    .bind(tier.map(|t| t.as_str()))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::backend_err)?;
+                row.as_ref().map($crate::sql::account_from_row).transpose()
+            }
+
             async fn list_accounts(
                 &self,
                 page: &$crate::Page,
@@ -174,7 +208,7 @@ macro_rules! impl_common {
         impl $crate::KeyStore for $store {
             async fn create_key(&self, k: &$crate::ApiKey) -> $crate::StoreResult<()> {
                 let q = format!(
-                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     $crate::sql::KEY_COLS
                 );
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
@@ -190,6 +224,10 @@ macro_rules! impl_common {
                     .bind(k.revoked_at)
                     .bind(k.created_at)
                     .bind(k.max_spend)
+                    .bind(k.limits.rpm as i64)
+                    .bind(k.limits.rps as i64)
+                    .bind(k.limits.tpm as i64)
+                    .bind(k.limits.tps as i64)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| $crate::sql::classify(e, "lookup", "account_id"))?;
@@ -212,6 +250,28 @@ macro_rules! impl_common {
                     .await
                     .map_err($crate::backend_err)?;
                 row.as_ref().map($crate::sql::key_from_row).transpose()
+            }
+
+            async fn find_key_with_tier(
+                &self,
+                lookup: &str,
+            ) -> $crate::StoreResult<Option<($crate::ApiKey, sluice_types::Tier)>> {
+                let cols: Vec<String> = $crate::sql::KEY_COLS.split(',').map(|c| format!("k.{}", c.trim())).collect();
+                let q = format!(
+                    "SELECT {}, a.tier AS account_tier FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.lookup = $1",
+                    cols.join(", ")
+                );
+                let row = sqlx::query(&q)
+                    .bind(lookup)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::backend_err)?;
+                let Some(row) = row else { return Ok(None) };
+                let key = $crate::sql::key_from_row(&row)?;
+                let tier: String = sqlx::Row::try_get(&row, "account_tier").map_err($crate::backend_err)?;
+                let tier = sluice_types::Tier::parse(&tier)
+                    .ok_or_else(|| $crate::StoreError::Backend(format!("unknown tier {tier}")))?;
+                Ok(Some((key, tier)))
             }
 
             async fn find_key_by_lookup(

@@ -30,6 +30,7 @@ macro_rules! all_cases {
             keys_list_by_account_with_cursor,
             revoking_keeps_the_first_time,
             ping_answers,
+            keys_are_found_with_their_accounts_tier,
             accounts_get_an_empty_wallet_and_top_ups_add_to_it,
             leases_grant_what_is_available_and_never_more,
             settling_charges_spend_and_refunds_the_rest,

@@ -145,6 +145,8 @@ pub struct ApiError {
     pub allow: Option<String>,
     /// Cause for the operator's log; never sent.
     pub internal: Option<String>,
+    /// Rate-limit state to report in headers (on a 429, and on any error of a limited route).
+    pub rate_limit: Option<Box<crate::ratelimit::RateLimitStatus>>,
 }
 
 impl ApiError {
@@ -157,6 +159,7 @@ impl ApiError {
             retry_after: None,
             allow: None,
             internal: None,
+            rate_limit: None,
         }
     }
 

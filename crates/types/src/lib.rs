@@ -6,6 +6,7 @@ pub mod account;
 pub mod error;
 pub mod id;
 pub mod principal;
+pub mod ratelimit;
 pub mod scope;
 pub mod secret;
 pub mod validation;

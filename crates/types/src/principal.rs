@@ -12,6 +12,10 @@ pub struct Principal {
     pub models: Option<Vec<String>>,
     /// The key has a spend limit, i.e. a wallet of its own (id = `key_id`).
     pub spend_limited: bool,
+    /// The account's rate tier (its limits come from configuration).
+    pub tier: crate::Tier,
+    /// The key's own, tighter limits (0 = not limited by the key).
+    pub key_limits: crate::ratelimit::Limits,
 }
 
 impl Principal {
