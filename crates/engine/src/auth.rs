@@ -59,7 +59,12 @@ pub fn lookup_of(secret: &str) -> Option<&str> {
 }
 
 /// Checks a stored key against the presented secret and the clock.
-pub fn verify(key: &ApiKey, secret: &str, now: i64) -> Result<Principal, ApiError> {
+pub fn verify(
+    key: &ApiKey,
+    tier: sluice_types::Tier,
+    secret: &str,
+    now: i64,
+) -> Result<Principal, ApiError> {
     let presented = sha256(secret.as_bytes());
     let stored = from_hex(&key.secret_hash).unwrap_or([0u8; 32]);
     if !bool::from(presented.ct_eq(&stored)) {
@@ -78,6 +83,8 @@ pub fn verify(key: &ApiKey, secret: &str, now: i64) -> Result<Principal, ApiErro
         scopes: key.scopes.clone(),
         models: key.models.clone(),
         spend_limited: key.max_spend.is_some(),
+        tier,
+        key_limits: key.limits,
     })
 }
 
@@ -99,7 +106,7 @@ impl Engine {
                     scopes: vec![Scope::Admin],
                     models: None,
                     spend_limited: false,
-                    tier: Default::default(),
+                    tier: sluice_types::Tier::Unlimited,
                     key_limits: Default::default(),
                 });
             }
@@ -107,13 +114,13 @@ impl Engine {
         let Some(lookup) = lookup_of(secret) else {
             return Err(ApiError::unauthorized("api_key_invalid"));
         };
-        let key = self
+        let (key, tier) = self
             .store
-            .find_key_by_lookup(lookup)
+            .find_key_with_tier(lookup)
             .await
             .map_err(store_error)?
             .ok_or_else(|| ApiError::unauthorized("api_key_invalid"))?;
-        verify(&key, secret, sluice_types::now_unix())
+        verify(&key, tier, secret, sluice_types::now_unix())
     }
 }
 
@@ -134,6 +141,7 @@ mod tests {
             revoked_at: None,
             created_at: 0,
             max_spend: None,
+            limits: Default::default(),
         }
     }
 
@@ -145,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_matching_secret_yields_the_principal() {
-        let p = verify(&stored(SECRET), SECRET, 10).unwrap();
+        let p = verify(&stored(SECRET), Default::default(), SECRET, 10).unwrap();
         assert_eq!(p.account_id, "acct_1");
         assert_eq!(p.scopes, vec![Scope::ChatWrite]);
     }
@@ -157,7 +165,7 @@ mod tests {
         k.revoked_at = Some(1);
         // Even for a revoked key, a wrong secret says only "invalid".
         assert_eq!(
-            reason(verify(&k, other, 10).unwrap_err()),
+            reason(verify(&k, Default::default(), other, 10).unwrap_err()),
             "api_key_invalid"
         );
     }
@@ -167,13 +175,13 @@ mod tests {
         let mut k = stored(SECRET);
         k.expires_at = Some(10);
         assert_eq!(
-            reason(verify(&k, SECRET, 10).unwrap_err()),
+            reason(verify(&k, Default::default(), SECRET, 10).unwrap_err()),
             "api_key_expired"
         );
-        assert!(verify(&k, SECRET, 9).is_ok());
+        assert!(verify(&k, Default::default(), SECRET, 9).is_ok());
         k.revoked_at = Some(5);
         assert_eq!(
-            reason(verify(&k, SECRET, 9).unwrap_err()),
+            reason(verify(&k, Default::default(), SECRET, 9).unwrap_err()),
             "api_key_revoked"
         );
     }

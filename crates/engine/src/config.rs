@@ -33,6 +33,22 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub credits: RawCredits,
+    #[serde(default)]
+    pub rate_limits: RawRateLimits,
+}
+
+/// `[rate_limits]`: where limits live and what each tier allows.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// `memory` (default: one instance) or `redis` (several instances share limits).
+    pub backend: Option<String>,
+    pub redis_url: Option<String>,
+    pub key_prefix: Option<String>,
+    pub flows_requests: Option<u64>,
+    pub flows_window_seconds: Option<u64>,
+    /// `[rate_limits.tiers."1"]` etc.: `rpm`, `rps`, `tpm`, `tps` (0 = unlimited).
+    pub tiers: Option<std::collections::BTreeMap<String, sluice_types::ratelimit::Limits>>,
 }
 
 /// `[credits]`: how balances are leased and what new accounts start with.
@@ -59,6 +75,8 @@ pub struct Config {
     pub providers: Vec<RawProvider>,
     pub models: Vec<RawModel>,
     pub settings: crate::Settings,
+    /// Set when `[rate_limits] backend = "redis"` (or `SLUICE_REDIS_URL` is given).
+    pub redis_url: Option<SecretString>,
     /// Environment values named by providers' `api_key_env`, captured at load.
     pub provider_env: Vec<(String, String)>,
     /// Things worth telling the operator that do not stop the start (e.g. unknown `SLUICE_*`).
@@ -73,6 +91,10 @@ impl std::fmt::Debug for Config {
             .field("admin_key", &self.admin_key)
             .field("log", &self.log)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field(
+                "redis_url",
+                &self.redis_url.as_ref().map(|u| redact_url(u.expose())),
+            )
             .field(
                 "providers",
                 &self.providers.iter().map(|p| &p.id).collect::<Vec<_>>(),
@@ -115,6 +137,7 @@ const KNOWN_ENV: &[&str] = &[
     "SLUICE_ADMIN_KEY_FILE",
     "SLUICE_LOG",
     "SLUICE_SHUTDOWN_GRACE_SECONDS",
+    "SLUICE_REDIS_URL",
 ];
 
 /// Parses TOML text strictly, reporting the dotted path of a bad or unknown key.
@@ -262,7 +285,52 @@ pub fn load(
             "credits.lease_requests: must be at least 1".to_owned(),
         ));
     }
+    let r = &raw.rate_limits;
+    let mut rate_limits = crate::limits::RateSettings::default();
+    if let Some(p) = &r.key_prefix {
+        rate_limits.key_prefix = p.clone();
+    }
+    if let Some(n) = r.flows_requests {
+        rate_limits.flows_requests = n;
+    }
+    if let Some(n) = r.flows_window_seconds {
+        if n == 0 {
+            return Err(ConfigError(
+                "rate_limits.flows_window_seconds: must be at least 1".to_owned(),
+            ));
+        }
+        rate_limits.flows_window_seconds = n;
+    }
+    for (name, limits) in r.tiers.iter().flatten() {
+        let i = match name.as_str() {
+            "1" => 0,
+            "3" => 1,
+            "5" => 2,
+            "unlimited" => 3,
+            other => {
+                return Err(ConfigError(format!(
+                    "rate_limits.tiers.{other}: tiers are \"1\", \"3\", \"5\" and \"unlimited\""
+                )))
+            }
+        };
+        rate_limits.tiers[i] = *limits;
+    }
+    let redis_url = match (var("SLUICE_REDIS_URL"), r.backend.as_deref()) {
+        (Some(u), _) => Some(SecretString::new(u)),
+        (None, Some("redis")) => Some(SecretString::new(
+            r.redis_url
+                .clone()
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        )),
+        (None, None | Some("memory")) => None,
+        (None, Some(other)) => {
+            return Err(ConfigError(format!(
+                "rate_limits.backend: `{other}` is not memory or redis"
+            )))
+        }
+    };
     let settings = crate::Settings {
+        rate_limits,
         starting_grant: c.starting_grant.unwrap_or(0),
         credits: crate::credits::CreditSettings {
             lease_requests: c.lease_requests.unwrap_or(defaults.lease_requests),
@@ -287,6 +355,7 @@ pub fn load(
         providers: raw.providers,
         models: raw.models,
         settings,
+        redis_url,
         provider_env,
         warnings,
     })

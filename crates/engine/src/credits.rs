@@ -104,13 +104,37 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Charges `cost` (capped at the reserved amount, so a wallet can never be overdrawn) and
-    /// releases the rest. Returns what was charged.
+    /// Charges `cost` and releases the rest. A cost above the reservation (a provider reporting
+    /// more tokens than the bound) is charged from the instance's leased slices if they have room,
+    /// never beyond them, so a wallet can never be overdrawn. Returns what was charged.
     pub fn settle(mut self, cost: i64) -> i64 {
-        let charged = cost.clamp(0, self.amount);
+        let cost = cost.max(0);
+        let mut charged = cost.min(self.amount);
         let holds = std::mem::take(&mut self.holds);
+        if cost > self.amount {
+            let excess = cost - self.amount;
+            let extra: Vec<Hold> = holds
+                .iter()
+                .map_while(|h| self.credits.take_local(&h.wallet, excess))
+                .collect();
+            if extra.len() == holds.len() {
+                for h in &extra {
+                    self.credits.finish(h, excess);
+                }
+                charged = cost;
+            } else {
+                for h in &extra {
+                    self.credits.finish(h, 0);
+                }
+                tracing::warn!(
+                    cost,
+                    reserved = self.amount,
+                    "usage above the reservation could not be charged in full"
+                );
+            }
+        }
         for h in &holds {
-            self.credits.finish(h, charged);
+            self.credits.finish(h, charged.min(h.amount));
         }
         charged
     }
@@ -312,7 +336,12 @@ impl Credits {
         };
         let now = now_unix();
         let ttl = self.settings.lease_ttl.as_secs() as i64;
-        for (_, budget) in wallets {
+        for (wallet, budget) in wallets {
+            // One store operation per wallet at a time (the gate is also held while leasing and
+            // returning fragments): two writes racing on one lease could close it before the
+            // other's spend lands, and that spend would never be charged.
+            let gate = self.gate(&wallet);
+            let _g = gate.lock().await;
             // Decide under the lock, talk to the store without it.
             let work: Vec<(String, i64, bool, Option<i64>)> = {
                 let mut b = budget.lock().unwrap_or_else(|p| p.into_inner());
@@ -346,8 +375,18 @@ impl Credits {
                     .await;
                 let mut b = budget.lock().unwrap_or_else(|p| p.into_inner());
                 match ok {
-                    Ok(_) if close => b.leases.retain(|l| l.id != lease),
-                    Ok(_) => {}
+                    Ok(false) => {
+                        if spend > 0 {
+                            tracing::warn!(
+                                lease = lease.as_str(),
+                                spend,
+                                "lease was closed by the store (expired); its spend is not charged"
+                            );
+                        }
+                        b.leases.retain(|l| l.id != lease);
+                    }
+                    Ok(true) if close => b.leases.retain(|l| l.id != lease),
+                    Ok(true) => {}
                     Err(e) => {
                         // Put the spend back so the next flush retries it.
                         if let Some(l) = b.leases.iter_mut().find(|l| l.id == lease) {

@@ -87,6 +87,7 @@ pub async fn issue_key(engine: &Engine) -> Result<String, ApiError> {
             models: None,
             expires_at: None,
             max_spend: None,
+            limits: Default::default(),
         },
     )
     .await?;

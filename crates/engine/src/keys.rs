@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_store::{ApiKey, Store, StoreError};
+use sluice_types::ratelimit::Limits;
 use sluice_types::validation::Errors;
 use sluice_types::{id, ApiError, ErrorKind, Scope};
 
@@ -25,6 +26,8 @@ pub struct KeyRequest {
     pub expires_at: Option<Value>,
     /// Spend limit in micro-credits.
     pub max_spend: Option<Value>,
+    /// The key's own limits: `{"rpm", "rps", "tpm", "tps"}`, each optional.
+    pub rate_limits: Option<Value>,
 }
 
 /// What to issue, after validation and permission checks.
@@ -36,6 +39,7 @@ pub struct KeySpec {
     pub models: Option<Vec<String>>,
     pub expires_at: Option<i64>,
     pub max_spend: Option<i64>,
+    pub limits: Limits,
 }
 
 /// A key as the API shows it. `secret` is present only in the response that created it.
@@ -53,6 +57,8 @@ pub struct KeyView {
     pub revoked_at: Option<i64>,
     pub created_at: i64,
     pub max_spend: Option<i64>,
+    /// The key's own rate limits (0: only the account's apply).
+    pub rate_limits: Limits,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -71,6 +77,7 @@ impl From<ApiKey> for KeyView {
             revoked_at: k.revoked_at,
             created_at: k.created_at,
             max_spend: k.max_spend,
+            rate_limits: k.limits,
             secret: None,
         }
     }
@@ -197,6 +204,45 @@ impl KeyRequest {
                 }
             },
         };
+        let mut limits = Limits::default();
+        match &self.rate_limits {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    let slot = match k.as_str() {
+                        "rpm" => &mut limits.rpm,
+                        "rps" => &mut limits.rps,
+                        "tpm" => &mut limits.tpm,
+                        "tps" => &mut limits.tps,
+                        other => {
+                            errors.add(
+                                format!("rate_limits.{other}"),
+                                "invalid_enum",
+                                format!(
+                                    "Invalid rate limit '{other}'. Allowed: rpm, rps, tpm, tps"
+                                ),
+                            );
+                            continue;
+                        }
+                    };
+                    match v.as_u64() {
+                        Some(n) => *slot = n,
+                        None => errors.add(
+                            format!("rate_limits.{k}"),
+                            "invalid_type",
+                            format!(
+                                "rate_limits.{k} must be a non-negative integer (0 = no key limit)"
+                            ),
+                        ),
+                    }
+                }
+            }
+            Some(_) => errors.add(
+                "rate_limits",
+                "invalid_type",
+                "rate_limits must be an object",
+            ),
+        }
         errors.finish()?;
         Ok(KeySpec {
             account_id,
@@ -205,6 +251,7 @@ impl KeyRequest {
             models,
             expires_at,
             max_spend,
+            limits,
         })
     }
 }
@@ -253,6 +300,7 @@ pub async fn issue(store: &dyn Store, spec: KeySpec) -> Result<Issued, ApiError>
             revoked_at: None,
             created_at: sluice_types::now_unix(),
             max_spend: spec.max_spend,
+            limits: spec.limits,
         };
         match store.create_key(&key).await {
             Ok(()) => return Ok(Issued { key, secret }),
@@ -406,6 +454,7 @@ mod tests {
             models,
             expires_at: None,
             max_spend: None,
+            limits: Default::default(),
         };
         assert!(
             check_delegation(&by, &spec(vec![Scope::ChatWrite], Some(vec!["a".into()]))).is_ok()

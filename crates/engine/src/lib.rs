@@ -10,8 +10,11 @@ pub mod config;
 pub mod credits;
 pub mod demo;
 pub mod keys;
+pub mod limits;
 pub mod list;
 pub mod llm;
+pub mod ratelimit;
+pub mod ratelimit_redis;
 pub use sluice_types::secret;
 pub mod usage;
 
@@ -28,6 +31,7 @@ pub use config::Config;
 pub struct Engine {
     pub store: Arc<dyn Store>,
     pub gateway: Gateway,
+    pub limiter: Arc<dyn ratelimit::RateLimiter>,
     pub credits: Arc<credits::Credits>,
     pub usage: usage::UsageRecorder,
     pub settings: Settings,
@@ -40,6 +44,7 @@ pub struct Settings {
     pub credits: credits::CreditSettings,
     /// Micro-credits every new account starts with.
     pub starting_grant: i64,
+    pub rate_limits: limits::RateSettings,
 }
 
 /// Stops the engine's background work; `Engine::shutdown` flushes what it holds.
@@ -57,6 +62,7 @@ impl Engine {
         settings: Settings,
     ) -> Engine {
         Engine {
+            limiter: Arc::new(ratelimit::InProcess::default()),
             credits: credits::Credits::new(store.clone(), settings.credits.clone()),
             usage: usage::UsageRecorder::start(store.clone()),
             store,
@@ -64,6 +70,12 @@ impl Engine {
             settings,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }
+    }
+
+    /// Replaces the in-process rate limiter (e.g. with Redis, for several instances).
+    pub fn with_limiter(mut self, limiter: Arc<dyn ratelimit::RateLimiter>) -> Engine {
+        self.limiter = limiter;
+        self
     }
 
     /// Starts the periodic credit flush and lease-expiry sweep.
@@ -103,6 +115,7 @@ impl Engine {
                 models: None,
                 expires_at: None,
                 max_spend: None,
+                limits: Default::default(),
             },
         )
         .await?;

@@ -15,8 +15,10 @@ use sluice_store::UsageRecord;
 use sluice_types::{now_unix, ApiError, Dialect, Principal};
 
 use crate::credits::{cost, refusal_error, Reservation};
+use crate::limits::TokenHold;
 use crate::usage::UsageRecorder;
 use crate::Engine;
+use sluice_types::ratelimit::RateLimitStatus;
 
 /// What a request is, for its usage record.
 pub struct RequestCtx {
@@ -41,6 +43,25 @@ impl From<ApiError> for Failed {
 pub struct ChatResponse {
     pub model: Arc<Model>,
     pub reply: ChatReply,
+    /// For the `X-RateLimit-*` headers.
+    pub rate_limit: RateLimitStatus,
+}
+
+/// Errors after the rate-limit check still report the limits' state.
+fn with_rate(mut e: ApiError, st: &RateLimitStatus) -> ApiError {
+    if e.rate_limit.is_none() && !st.dimensions.is_empty() {
+        e.rate_limit = Some(Box::new(st.clone()));
+    }
+    e
+}
+
+/// Tokens a request is charged against token limits at admission: the prompt (exact if counted,
+/// else a quarter of its byte bound — roughly what BPE tokenizers yield for English) plus the
+/// maximum output. Corrected to actual usage when the request ends.
+fn token_estimate(a: &Admitted) -> u64 {
+    a.prompt_tokens_exact
+        .unwrap_or(a.prompt_tokens_max.div_ceil(4))
+        + a.max_tokens
 }
 
 /// Writes the usage record once, however the request ends.
@@ -136,40 +157,22 @@ fn wallets(who: &Principal) -> Vec<&str> {
 }
 
 impl Engine {
-    /// Reserves the request's maximum cost; if the cheap prompt bound does not fit the
-    /// balance, counts the prompt exactly and tries once more before refusing.
-    async fn reserve_chat(
-        &self,
-        who: &Principal,
-        a: &mut Admitted,
-    ) -> Result<Reservation, ApiError> {
-        let m = a.model.clone();
+    /// Reserves the request's maximum cost. The prompt is priced at its byte bound (never below
+    /// the tokenizer's count): an exact count could be lower than what the provider reports (chat
+    /// templates add tokens), and a reservation below the real cost would let an account spend
+    /// more than its balance allows.
+    async fn reserve_chat(&self, who: &Principal, a: &Admitted) -> Result<Reservation, ApiError> {
+        let m = &a.model;
         let max = cost(
             m.input_price,
             m.output_price,
             a.prompt_tokens_max,
             a.max_tokens,
         );
-        match self.credits.reserve(&wallets(who), max).await {
-            Ok(r) => Ok(r),
-            Err(_) if a.prompt_tokens_exact.is_none() => {
-                let messages = a
-                    .body
-                    .get("messages")
-                    .and_then(Value::as_array)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                let exact = tokens::count_chat(m.tokenizer, messages, a.body.get("tools")) as u64;
-                a.prompt_tokens_exact = Some(exact);
-                a.prompt_tokens_max = exact;
-                let max = cost(m.input_price, m.output_price, exact, a.max_tokens);
-                self.credits
-                    .reserve(&wallets(who), max)
-                    .await
-                    .map_err(|r| refusal_error(r, &who.key_id))
-            }
-            Err(r) => Err(refusal_error(r, &who.key_id)),
-        }
+        self.credits
+            .reserve(&wallets(who), max)
+            .await
+            .map_err(|r| refusal_error(r, &who.key_id))
     }
 
     /// `/v1/chat/completions` with credits and usage.
@@ -180,24 +183,36 @@ impl Engine {
         ctx: RequestCtx,
     ) -> Result<ChatResponse, Failed> {
         let mut meter = Meter::new(self, who, &ctx);
-        let mut admitted = match self.gateway.admit_chat(who, body).await {
+        let admitted = match self.gateway.admit_chat(who, body).await {
             Ok(a) => a,
             Err(e) => return Err(meter.fail(e, None)),
         };
         let model = admitted.model.clone();
         meter.model(&model);
-        let reservation = match self.reserve_chat(who, &mut admitted).await {
-            Ok(r) => r,
+        // Limits before credits: a refused request consumes nothing and reserves nothing.
+        let (rate, tokens) = match self.admit_rate(who, token_estimate(&admitted)).await {
+            Ok(x) => x,
             Err(e) => return Err(meter.fail(e, None)),
+        };
+        let reservation = match self.reserve_chat(who, &admitted).await {
+            Ok(r) => r,
+            Err(e) => {
+                tokens.correct(0);
+                return Err(meter.fail(with_rate(e, &rate), None));
+            }
         };
         let outcome = match self.gateway.dispatch_chat(&admitted).await {
             Ok(o) => o,
             // Dropping the reservation releases it: a failed call costs nothing.
-            Err(e) => return Err(meter.fail(e, Some(&model))),
+            Err(e) => {
+                tokens.correct(0);
+                return Err(meter.fail(with_rate(e, &rate), Some(&model)));
+            }
         };
         let reply = match outcome.reply {
             ChatReply::Json(v) => {
                 let usage = usage_of(&admitted, &outcome.usage);
+                tokens.correct(usage.prompt_tokens + usage.completion_tokens);
                 let charged = reservation.settle(price(&model, usage));
                 meter.done(200, None, usage, charged);
                 ChatReply::Json(v)
@@ -209,12 +224,17 @@ impl Engine {
                     meter,
                     admitted,
                     usage: outcome.usage,
+                    tokens,
                 }),
                 error: None,
                 first_chunk: None,
             })),
         };
-        Ok(ChatResponse { model, reply })
+        Ok(ChatResponse {
+            model,
+            reply,
+            rate_limit: rate,
+        })
     }
 
     /// `/v1/embeddings` with credits and usage.
@@ -223,7 +243,13 @@ impl Engine {
         who: &Principal,
         body: Value,
         ctx: RequestCtx,
-    ) -> Result<sluice_gateway::embeddings::EmbeddingsOutcome, Failed> {
+    ) -> Result<
+        (
+            sluice_gateway::embeddings::EmbeddingsOutcome,
+            RateLimitStatus,
+        ),
+        Failed,
+    > {
         let mut meter = Meter::new(self, who, &ctx);
         let name = body
             .get("model")
@@ -237,13 +263,22 @@ impl Engine {
             None => 0,
         };
         let model = self.gateway.catalog.get(&name).cloned();
+        let (rate, tokens) = match self.admit_rate(who, bytes.div_ceil(4)).await {
+            Ok(x) => x,
+            Err(e) => return Err(meter.fail(e, None)),
+        };
         let reservation = match &model {
             Some(m) => {
                 meter.model(m);
                 let max = cost(m.input_price, 0, bytes, 0);
                 match self.credits.reserve(&wallets(who), max).await {
                     Ok(r) => Some(r),
-                    Err(r) => return Err(meter.fail(refusal_error(r, &who.key_id), None)),
+                    Err(r) => {
+                        tokens.correct(0);
+                        return Err(
+                            meter.fail(with_rate(refusal_error(r, &who.key_id), &rate), None)
+                        );
+                    }
                 }
             }
             None => None,
@@ -251,11 +286,15 @@ impl Engine {
         match self.gateway.embeddings(who, body).await {
             Ok(out) => {
                 let usage = out.usage.unwrap_or_default();
+                tokens.correct(usage.prompt_tokens);
                 let charged = reservation.map_or(0, |r| r.settle(price(&out.model, usage)));
                 meter.done(200, None, usage, charged);
-                Ok(out)
+                Ok((out, rate))
             }
-            Err(e) => Err(meter.fail(e, model.as_deref())),
+            Err(e) => {
+                tokens.correct(0);
+                Err(meter.fail(with_rate(e, &rate), model.as_deref()))
+            }
         }
     }
 }
@@ -266,6 +305,7 @@ struct Settle {
     meter: Meter,
     admitted: Admitted,
     usage: Arc<UsageCell>,
+    tokens: TokenHold,
 }
 
 impl Settle {
@@ -276,11 +316,13 @@ impl Settle {
             mut meter,
             admitted,
             usage,
+            tokens,
         } = self;
         meter.record.ttfb_ms = ttfb_ms;
         let reported = usage.reported().is_some();
         let finish = move || {
             let u = usage_of(&admitted, &usage);
+            tokens.correct(u.prompt_tokens + u.completion_tokens);
             let charged = reservation.settle(price(&admitted.model, u));
             meter.done(status, error_code, u, charged);
         };

@@ -26,6 +26,8 @@ pub struct Behavior {
     pub omit_usage: bool,
     /// Answer with a tool call to this function instead of text.
     pub tool_call: Option<String>,
+    /// Report this many prompt tokens instead of the estimate (a provider that counts more).
+    pub prompt_tokens: Option<u64>,
 }
 
 impl Behavior {

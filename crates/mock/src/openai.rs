@@ -88,7 +88,9 @@ pub async fn chat(
     }
     let model = v["model"].as_str().unwrap_or("mock").to_owned();
     let (text, n_messages) = prompt_text(&v["messages"]);
-    let prompt_tokens = approx_tokens(&text) + 3 * n_messages + 3;
+    let prompt_tokens = b
+        .prompt_tokens
+        .unwrap_or(approx_tokens(&text) + 3 * n_messages + 3);
     let max = v["max_completion_tokens"]
         .as_u64()
         .or(v["max_tokens"].as_u64());

@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod ratelimit;
 pub mod routes;
 pub mod serve;
 pub mod sse;

@@ -286,6 +286,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
                 models: models.map(|m| json!(m)),
                 expires_at: expires,
                 max_spend: None,
+                rate_limits: None,
             };
             let spec = req
                 .validate(accounts::ADMIN_ACCOUNT_ID, sluice_types::now_unix())

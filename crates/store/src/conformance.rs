@@ -29,7 +29,12 @@ pub fn key(id: &str, account_id: &str, lookup: &str) -> ApiKey {
         revoked_at: None,
         created_at: 1_700_000_001,
         max_spend: None,
-        limits: sluice_types::ratelimit::Limits { rpm: 5, rps: 0, tpm: 1000, tps: 0 },
+        limits: sluice_types::ratelimit::Limits {
+            rpm: 5,
+            rps: 0,
+            tpm: 1000,
+            tps: 0,
+        },
     }
 }
 
@@ -186,11 +191,32 @@ pub async fn keys_are_found_with_their_accounts_tier(store: &dyn Store) {
     store.create_account(&account("acct_a", "a")).await.unwrap();
     let k = key("key_1", "acct_a", "LOOKUP000001");
     store.create_key(&k).await.unwrap();
-    assert_eq!(store.find_key_with_tier("LOOKUP000001").await.unwrap(), Some((k.clone(), Tier::T3)));
-    let updated = store.update_account("acct_a", None, Some(Tier::Unlimited)).await.unwrap().unwrap();
+    assert_eq!(
+        store.find_key_with_tier("LOOKUP000001").await.unwrap(),
+        Some((k.clone(), Tier::T3))
+    );
+    let updated = store
+        .update_account("acct_a", None, Some(Tier::Unlimited))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((updated.plan, updated.tier), (Plan::Pro, Tier::Unlimited));
-    assert_eq!(store.find_key_with_tier("LOOKUP000001").await.unwrap().unwrap().1, Tier::Unlimited);
-    assert_eq!(store.update_account("acct_none", Some(Plan::Free), None).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_key_with_tier("LOOKUP000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        Tier::Unlimited
+    );
+    assert_eq!(
+        store
+            .update_account("acct_none", Some(Plan::Free), None)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 pub async fn ping_answers(store: &dyn Store) {

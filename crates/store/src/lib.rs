@@ -73,7 +73,10 @@ pub trait KeyStore: Send + Sync {
     async fn create_key(&self, key: &ApiKey) -> StoreResult<()>;
     async fn get_key(&self, id: &str) -> StoreResult<Option<ApiKey>>;
     /// The authentication path: one indexed read (joined with the account's tier).
-    async fn find_key_with_tier(&self, lookup: &str) -> StoreResult<Option<(ApiKey, sluice_types::Tier)>>;
+    async fn find_key_with_tier(
+        &self,
+        lookup: &str,
+    ) -> StoreResult<Option<(ApiKey, sluice_types::Tier)>>;
     /// A key by its public lookup prefix.
     async fn find_key_by_lookup(&self, lookup: &str) -> StoreResult<Option<ApiKey>>;
     /// Newest first, optionally only one account's keys.

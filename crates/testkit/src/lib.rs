@@ -35,6 +35,10 @@ pub fn test_settings() -> sluice_engine::Settings {
             ..Default::default()
         },
         starting_grant: 0,
+        rate_limits: sluice_engine::limits::RateSettings {
+            key_prefix: format!("sluice:test:{}:", sluice_types::id::random_base62(12)),
+            ..Default::default()
+        },
     }
 }
 
@@ -146,10 +150,20 @@ impl TestServer {
     }
 
     /// Creates an account as admin and tops it up by `balance` micro-credits; returns its id.
+    /// Its rate tier is `unlimited`, so limits only apply in tests that ask for them.
     pub async fn create_account_with_balance(&self, name: &str, balance: i64) -> String {
+        self.create_account_with(
+            json!({"name": name, "plan": "pro", "tier": "unlimited"}),
+            balance,
+        )
+        .await
+    }
+
+    /// Creates an account from `body` as admin and tops it up by `balance`; returns its id.
+    pub async fn create_account_with(&self, body: Value, balance: i64) -> String {
         let res = self
             .req(reqwest::Method::POST, "/v1/accounts", &admin_key())
-            .json(&json!({"name": name, "plan": "pro"}))
+            .json(&body)
             .send()
             .await
             .unwrap();

@@ -56,10 +56,11 @@ pub async fn chat(
         Ok(r) => r,
         Err(Failed { error, model }) => return Ok(failed(error, model)),
     };
-    let out = match res.reply {
+    let mut out = match res.reply {
         ChatReply::Json(v) => axum::Json(v).into_response(),
         ChatReply::Stream(chunks) => crate::sse::response(chunks, Dialect::Gateway, rid.0),
     };
+    out.extensions_mut().insert(res.rate_limit);
     Ok(with_model(out, &res.model.id))
 }
 
@@ -84,10 +85,11 @@ pub async fn embeddings(
         started: rid.1,
     };
     match engine.embeddings(&who, body, ctx).await {
-        Ok(out) => Ok(with_model(
-            axum::Json(out.body).into_response(),
-            &out.model.id,
-        )),
+        Ok((out, rate)) => {
+            let mut res = axum::Json(out.body).into_response();
+            res.extensions_mut().insert(rate);
+            Ok(with_model(res, &out.model.id))
+        }
         Err(Failed { error, model }) => Ok(failed(error, model)),
     }
 }

@@ -164,7 +164,7 @@ async fn two_server_processes_sharing_postgres_never_overspend() {
     let acct: Value = client
         .post(a.url("/v1/accounts"))
         .bearer_auth(admin)
-        .json(&serde_json::json!({"name": "acme"}))
+        .json(&serde_json::json!({"name": "acme", "tier": "unlimited"}))
         .send()
         .await
         .unwrap()

@@ -157,10 +157,10 @@ async fn two_instances_sharing_the_store_never_overspend() {
     let second = app.another_instance().await;
     let (acct, key) = key_for(&app, 100 * COST).await;
     let (ok, _) = storm(&[&app.server, &second], &key, 1_000).await;
-    assert!(ok <= 100, "{ok} succeeded");
     second.engine.usage.flush().await;
     settle_all(&second).await;
     let records = settled(&app.server, &acct, 1_000).await;
+    assert!(ok <= 100, "{ok} succeeded");
     let balance = assert_reconciles(&app.server, &acct).await;
     assert_eq!(balance, 100 * COST - charged(&records));
 }
@@ -381,16 +381,34 @@ async fn an_empty_balance_is_402_before_any_upstream_call() {
         false,
     )
     .await;
-    // The byte bound (15 prompt tokens) did not fit, so the prompt was counted exactly (8).
-    assert_eq!(e["details"], json!({"balance": 0, "required": 8 + 5 * 2}));
+    // The prompt is reserved at its byte bound (15 tokens), never below the true count.
+    assert_eq!(e["details"], json!({"balance": 0, "required": 15 + 5 * 2}));
     assert_eq!(app.mock.stats().requests, 0);
 }
 
 #[tokio::test]
-async fn a_tight_balance_is_checked_with_the_exact_prompt_count() {
+async fn a_balance_below_the_maximum_cost_is_refused_even_if_the_actual_cost_would_fit() {
     let app = TestApp::start().await;
-    // The byte bound of the prompt is 15 tokens, its exact count 8: 8 + 10 fits in 20, 15 + 10 does not.
-    let (_, key) = key_for(&app, 20).await;
+    // The maximum is 15 (prompt bound) + 5 × 2 = 25; the actual cost would be 19.
+    let (_, key) = key_for(&app, 24).await;
+    let res = app
+        .req(Method::POST, "/v1/chat/completions", &key)
+        .json(&hello(false))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        402,
+        "insufficient_credits",
+        "billing_error",
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(e["details"], json!({"balance": 24, "required": 25}));
+    let acct = app.create_account_with_balance("exact", 25).await;
+    let (_, key) = app.create_key(&acct, &["chat:write"]).await;
     let res = app
         .req(Method::POST, "/v1/chat/completions", &key)
         .json(&hello(false))
@@ -398,6 +416,31 @@ async fn a_tight_balance_is_checked_with_the_exact_prompt_count() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn usage_above_the_reservation_is_charged_from_the_leased_slice() {
+    let app = TestApp::start().await;
+    let (acct, key) = key_for(&app, 100_000).await;
+    // The provider reports 100 prompt tokens where the byte bound reserved 15 (a chat template
+    // can do that): the excess is charged from the instance's leased slice.
+    app.mock.push(
+        Behavior {
+            prompt_tokens: Some(100),
+            ..Default::default()
+        },
+        1,
+    );
+    let res = app
+        .req(Method::POST, "/v1/chat/completions", &key)
+        .json(&hello(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let records = settled(&app.server, &acct, 1).await;
+    assert_eq!(records[0].cost, 100 + 5 * 2);
+    assert_eq!(assert_reconciles(&app.server, &acct).await, 100_000 - 110);
 }
 
 #[tokio::test]
