@@ -191,6 +191,57 @@ impl Engine {
         Ok(list::finish(views, limit, |a: &AccountView| &a.id))
     }
 
+    /// Changes an account's plan and/or rate tier (admins only).
+    pub async fn update_account(
+        &self,
+        by: &Principal,
+        id: &str,
+        req: AccountRequest,
+    ) -> Result<AccountView, ApiError> {
+        by.require(Scope::Admin)?;
+        let mut errors = Errors::new();
+        if req.name.is_some() {
+            errors.add(
+                "name",
+                "invalid_type",
+                "an account's name cannot be changed",
+            );
+        }
+        let plan = match &req.plan {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if Plan::parse(s).is_some() => Plan::parse(s),
+            Some(_) => {
+                errors.add(
+                    "plan",
+                    "invalid_enum",
+                    format!("plan must be one of: {}", Plan::NAMES.join(", ")),
+                );
+                None
+            }
+        };
+        let tier = match &req.tier {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let t = Tier::from_json(v);
+                if t.is_none() {
+                    errors.add(
+                        "tier",
+                        "invalid_enum",
+                        "tier must be one of: 1, 3, 5, \"unlimited\"",
+                    );
+                }
+                t
+            }
+        };
+        errors.finish()?;
+        self.store
+            .update_account(id, plan, tier)
+            .await
+            .map_err(store_error)?
+            .map(AccountView::from)
+            .ok_or_else(|| ApiError::not_found("account", id))
+    }
+
     /// Admins see any account; others only their own (another's is `not_owner`).
     pub async fn get_account(&self, by: &Principal, id: &str) -> Result<AccountView, ApiError> {
         let account = self

@@ -152,6 +152,16 @@ pub async fn contract(mut req: Request, next: Next) -> Response {
         };
         h.insert(X_SHOULD_RETRY, HeaderValue::from_static(retry));
     }
+    let limits = err
+        .as_ref()
+        .and_then(|e| e.rate_limit.as_deref().cloned())
+        .or_else(|| {
+            res.extensions_mut()
+                .remove::<sluice_types::ratelimit::RateLimitStatus>()
+        });
+    if let Some(st) = limits {
+        crate::ratelimit::write_headers(res.headers_mut(), &st);
+    }
     res
 }
 

@@ -33,7 +33,14 @@ pub fn app(engine: Arc<Engine>, extra: Option<Router<AppState>>) -> Router {
             error::panic_response,
         ))
         .layer(axum::middleware::from_fn(limits::refuse_oversized))
-        .with_state(engine);
+        .with_state(engine.clone());
+    // The flows gate wraps the whole router too, so every flows path is counted, routed or not.
+    let inner = Router::new()
+        .fallback_service(inner)
+        .layer(axum::middleware::from_fn_with_state(
+            engine,
+            ratelimit::flows_gate,
+        ));
     // The contract middleware wraps the whole router as one service (not each route, which is
     // what `Router::layer` does), so it sees responses after axum has finished them — e.g. the
     // `Allow` header of a 405 is only added around the per-route layers.

@@ -159,12 +159,19 @@ async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, St
                 sluice_engine::secret::redact_url(config.database_url.expose())
             )
         })?;
-    Ok(Arc::new(Engine::new(
+    let mut engine = Engine::new(
         store,
         config.admin_key.as_ref(),
         gateway,
         config.settings.clone(),
-    )))
+    );
+    if let Some(url) = &config.redis_url {
+        let redis = sluice_engine::ratelimit_redis::Redis::connect(url.expose())
+            .await
+            .map_err(|e| format!("rate limits: {e}"))?;
+        engine = engine.with_limiter(Arc::new(redis));
+    }
+    Ok(Arc::new(engine))
 }
 
 fn api_err(e: ApiError) -> String {

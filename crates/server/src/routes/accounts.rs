@@ -43,3 +43,12 @@ pub async fn get(
 ) -> HttpResult<axum::Json<AccountView>> {
     Ok(axum::Json(engine.get_account(&by, &id).await?))
 }
+
+pub async fn update(
+    State(engine): State<AppState>,
+    Auth(by): Auth,
+    Path(id): Path<String>,
+    Json(body): Json<AccountRequest>,
+) -> HttpResult<axum::Json<AccountView>> {
+    Ok(axum::Json(engine.update_account(&by, &id, body).await?))
+}

@@ -23,7 +23,10 @@ pub fn router() -> Router<AppState> {
         .route("/v1/chat/completions", post(gateway::chat))
         .route("/v1/embeddings", post(gateway::embeddings))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
-        .route("/v1/accounts/{id}", get(accounts::get))
+        .route(
+            "/v1/accounts/{id}",
+            get(accounts::get).patch(accounts::update),
+        )
         .route("/v1/accounts/{id}/credits", post(billing::top_up))
         .route("/v1/credits", get(billing::credits))
         .route("/v1/usage", get(billing::usage))

@@ -244,3 +244,83 @@ async fn two_server_processes_sharing_postgres_never_overspend() {
     assert!(wallet.balance >= 0);
     store.close().await;
 }
+
+/// Two `sluice serve` processes sharing Redis enforce one limit, not one each.
+#[tokio::test]
+async fn two_server_processes_sharing_redis_enforce_one_limit() {
+    let mock = sluice_testkit::MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.toml");
+    let prefix = format!("sluice:test:{}:", sluice_types::id::random_base62(10));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[providers]]\nid = \"mock\"\ntype = \"openai\"\nbase_url = \"{}\"\n\n\
+             [[models]]\nid = \"mock/small\"\n\n\
+             [rate_limits]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\n",
+            mock.base_url()
+        ),
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let admin = "sk-two-process-admin-0123456789";
+    let env = [
+        ("SLUICE_DATABASE_URL", url.as_str()),
+        ("SLUICE_ADMIN_KEY", admin),
+    ];
+    let args = ["--config", cfg.to_str().unwrap()];
+    let a = SluiceProcess::spawn(bin(), &args, &env).await;
+    let b = SluiceProcess::spawn(bin(), &args, &env).await;
+    let client = reqwest::Client::new();
+    let acct: Value = client
+        .post(a.url("/v1/accounts"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "acme", "tier": "unlimited"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key: Value = client
+        .post(a.url("/v1/keys"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "k", "account_id": acct["id"], "scopes": ["chat:write"], "rate_limits": {"rpm": 20}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["secret"].as_str().unwrap().to_owned();
+    let body = serde_json::json!({"model": "mock/small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
+    let mut statuses = Vec::new();
+    for i in 0..60 {
+        let url = if i % 2 == 0 {
+            a.url("/v1/chat/completions")
+        } else {
+            b.url("/v1/chat/completions")
+        };
+        statuses.push(
+            client
+                .post(url)
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    // 20 per minute; a request every ~5 ms refills nothing meaningful (one per 3 s).
+    assert!(
+        (20..=21).contains(&ok),
+        "{ok} allowed across two instances: {statuses:?}"
+    );
+    assert_eq!(ok + limited, 60);
+    a.terminate().await;
+    b.terminate().await;
+}

@@ -7,6 +7,7 @@ mod contract;
 mod credits;
 mod gateway;
 mod keys;
+mod limits;
 
 use reqwest::Response;
 use serde_json::Value;
