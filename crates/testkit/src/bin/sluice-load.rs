@@ -173,15 +173,9 @@ async fn start_mock(bin: &PathBuf) -> (tokio::process::Child, String) {
     (child, addr)
 }
 
-#[tokio::main]
-async fn main() {
-    let a = args();
-    assert!(
-        a.bin.exists(),
-        "{} not found; build it with cargo build --release -p sluice-server",
-        a.bin.display()
-    );
-    let (_mock, mock_addr) = start_mock(&a.bin).await;
+/// Starts `sluice serve` with `extra` config appended, creates an account on `tier` with ample
+/// credit and a key; returns the process and the key.
+async fn start_sluice(bin: &PathBuf, mock_addr: &str, extra: &str, tier: Value, client: &reqwest::Client) -> (SluiceProcess, String) {
     let dir = tempfile_dir();
     let config = dir.join("sluice.toml");
     std::fs::write(
@@ -190,150 +184,110 @@ async fn main() {
             "[[providers]]\nid = \"mock\"\ntype = \"openai\"\nbase_url = \"http://{mock_addr}/v1\"\n\n\
              [[models]]\nid = \"mock/free\"\nupstream = \"small\"\ncontext_window = 8192\nmax_output_tokens = 1024\n\n\
              [[models]]\nid = \"mock/priced\"\nupstream = \"small\"\ncontext_window = 8192\nmax_output_tokens = 1024\n\
-             input_price = 150000\noutput_price = 600000\n"
+             input_price = 150000\noutput_price = 600000\n\n\
+             # Limits high enough never to refuse: they are checked on every request all the same.\n\
+             [rate_limits.tiers.\"5\"]\nrpm = 1000000000\nrps = 100000000\ntpm = 1000000000000\ntps = 100000000000\n{extra}"
         ),
     )
     .unwrap();
     let db = format!("sqlite://{}", dir.join("sluice.db").display());
     let admin = "sk-load-admin-0123456789abcdef";
     let sluice = SluiceProcess::spawn(
-        &a.bin,
+        bin,
         &["--config", config.to_str().unwrap()],
-        &[
-            ("SLUICE_DATABASE_URL", &db),
-            ("SLUICE_ADMIN_KEY", admin),
-            ("SLUICE_LOG", "info"),
-        ],
+        &[("SLUICE_DATABASE_URL", &db), ("SLUICE_ADMIN_KEY", admin), ("SLUICE_LOG", "info")],
     )
     .await;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .build()
-        .unwrap();
-    let acct: Value = client
-        .post(sluice.url("/v1/accounts"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "load"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key: Value = client
-        .post(sluice.url("/v1/keys"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "load", "account_id": acct["id"], "scopes": ["chat:write"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["secret"].as_str().unwrap().to_owned();
-    let top_up = format!("/v1/accounts/{}/credits", acct["id"].as_str().unwrap());
-    let res = client
-        .post(sluice.url(&top_up))
-        .bearer_auth(admin)
-        .json(&json!({"amount": 1_000_000_000_000_i64}))
-        .send()
-        .await
-        .unwrap();
+    let post = |path: String, body: Value| client.post(sluice.url(&path)).bearer_auth(admin).json(&body).send();
+    let acct: Value = post("/v1/accounts".into(), json!({"name": "load", "tier": tier})).await.unwrap().json().await.unwrap();
+    let id = acct["id"].as_str().unwrap().to_owned();
+    let res = post(format!("/v1/accounts/{id}/credits"), json!({"amount": 1_000_000_000_000_i64})).await.unwrap();
     assert!(res.status().is_success(), "top-up failed");
-    let res = client
-        .post(sluice.url(&format!(
-            "/v1/accounts/{}/credits",
-            acct["id"].as_str().unwrap()
-        )))
-        .bearer_auth(admin)
-        .json(&json!({"amount": 1_000_000_000_000_i64}))
-        .send()
+    let key: Value = post("/v1/keys".into(), json!({"name": "load", "account_id": id, "scopes": ["chat:write"]}))
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap();
-    assert!(res.status().is_success());
+    (sluice, key["secret"].as_str().unwrap().to_owned())
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    assert!(a.bin.exists(), "{} not found; build it with cargo build --release -p sluice-server", a.bin.display());
+    let (_mock, mock_addr) = start_mock(&a.bin).await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap();
+    let (plain, plain_key) = start_sluice(&a.bin, &mock_addr, "", json!("unlimited"), &client).await;
+    let (limited, limited_key) = start_sluice(&a.bin, &mock_addr, "", json!(5), &client).await;
+    let redis_cfg = format!(
+        "\n[rate_limits]\nbackend = \"redis\"\nkey_prefix = \"sluice:load:{}:\"\n",
+        std::process::id()
+    );
+    let (shared, shared_key) = start_sluice(&a.bin, &mock_addr, &redis_cfg, json!(5), &client).await;
 
     let mut body = json!({"messages": [{"role": "user", "content": "Write one short sentence about rivers."}], "max_tokens": 16});
     if a.stream {
         body["stream"] = json!(true);
     }
+    let with_model = |m: &str| {
+        let mut b = body.clone();
+        b["model"] = json!(m);
+        b
+    };
     let direct_url = format!("http://{mock_addr}/v1/chat/completions");
-    let gateway_url = sluice.url("/v1/chat/completions");
-    let mut direct_body = body.clone();
-    direct_body["model"] = json!("small");
-    let mut free_body = body.clone();
-    free_body["model"] = json!("mock/free");
-    let mut priced_body = body;
-    priced_body["model"] = json!("mock/priced");
-    let paths: [(&str, &str, Option<&str>, &Value); 3] = [
-        ("direct to mock", &direct_url, None, &direct_body),
-        (
-            "sluice, free model (no credits)",
-            &gateway_url,
-            Some(&key),
-            &free_body,
-        ),
-        (
-            "sluice, priced model (credits)",
-            &gateway_url,
-            Some(&key),
-            &priced_body,
-        ),
+    let (free_b, priced_b, direct_b) = (with_model("mock/free"), with_model("mock/priced"), with_model("small"));
+    let (plain_url, limited_url, shared_url) = (
+        plain.url("/v1/chat/completions"),
+        limited.url("/v1/chat/completions"),
+        shared.url("/v1/chat/completions"),
+    );
+    let paths: [(&str, &str, Option<&str>, &Value); 5] = [
+        ("direct to mock", &direct_url, None, &direct_b),
+        ("sluice: no credits, no limits", &plain_url, Some(&plain_key), &free_b),
+        ("sluice: credits", &plain_url, Some(&plain_key), &priced_b),
+        ("sluice: credits + limits (in-process)", &limited_url, Some(&limited_key), &priced_b),
+        ("sluice: credits + limits (Redis)", &shared_url, Some(&shared_key), &priced_b),
     ];
     // Warm every path (connections, tokenizer, leases, page cache) before measuring.
     for (_, url, k, b) in &paths {
         drive(&client, url, *k, b, a.clients, 1).await;
     }
-    let mut samples: [Vec<Sample>; 3] = Default::default();
+    let mut samples: Vec<Vec<Sample>> = paths.iter().map(|_| Vec::new()).collect();
     for _ in 0..a.rounds {
         for (i, (_, url, k, b)) in paths.iter().enumerate() {
             samples[i].push(drive(&client, url, *k, b, a.clients, a.seconds).await);
         }
     }
     let sums: Vec<Summary> = samples.iter().map(|s| summarise(s)).collect();
-    let mode = if a.stream {
-        "stream (16 chunks)"
-    } else {
-        "json"
-    };
-    println!(
-        "sluice-load: {} clients, {} rounds x {} s per path, {mode}, 16 output tokens",
-        a.clients, a.rounds, a.seconds
-    );
-    println!("| path | requests | errors | req/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|");
-    for ((name, ..), s) in paths.iter().zip(&sums) {
+    let mode = if a.stream { "stream (16 chunks)" } else { "json" };
+    println!("sluice-load: {} clients, {} rounds x {} s per path, {mode}, 16 output tokens", a.clients, a.rounds, a.seconds);
+    println!("| path | requests | errors | req/s | p50 ms | p99 ms | throughput / direct | throughput / previous row | added p50 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (i, ((name, ..), s)) in paths.iter().zip(&sums).enumerate() {
+        let prev = if i > 1 { format!("{:.2}", s.rps / sums[i - 1].rps) } else { "".to_owned() };
         println!(
-            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {prev} | {:.2} |",
             s.n,
             s.errors,
             s.rps,
             s.p50 as f64 / 1000.0,
-            s.p99 as f64 / 1000.0
+            s.p99 as f64 / 1000.0,
+            s.rps / sums[0].rps,
+            (s.p50 as f64 - sums[0].p50 as f64) / 1000.0
         );
     }
-    let d = &sums[0];
-    for (name, s) in [("free", &sums[1]), ("priced", &sums[2])] {
-        println!(
-            "ratios ({name} / direct): throughput {:.2}, p50 {:.2}, p99 {:.2}; added latency p50 {:.2} ms, p99 {:.2} ms",
-            s.rps / d.rps,
-            s.p50 as f64 / d.p50.max(1) as f64,
-            s.p99 as f64 / d.p99.max(1) as f64,
-            (s.p50 as f64 - d.p50 as f64) / 1000.0,
-            (s.p99 as f64 - d.p99 as f64) / 1000.0,
-        );
+    for p in [plain, limited, shared] {
+        p.terminate().await;
     }
-    println!(
-        "credits overhead (priced / free): throughput {:.2}, p50 {:.2}",
-        sums[2].rps / sums[1].rps,
-        sums[2].p50 as f64 / sums[1].p50.max(1) as f64
-    );
-    sluice.terminate().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-load-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-load-{}-{}",
+        std::process::id(),
+        sluice_types::id::random_base62(6)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
