@@ -175,7 +175,13 @@ async fn start_mock(bin: &PathBuf) -> (tokio::process::Child, String) {
 
 /// Starts `sluice serve` with `extra` config appended, creates an account on `tier` with ample
 /// credit and a key; returns the process and the key.
-async fn start_sluice(bin: &PathBuf, mock_addr: &str, extra: &str, tier: Value, client: &reqwest::Client) -> (SluiceProcess, String) {
+async fn start_sluice(
+    bin: &PathBuf,
+    mock_addr: &str,
+    extra: &str,
+    tier: Value,
+    client: &reqwest::Client,
+) -> (SluiceProcess, String) {
     let dir = tempfile_dir();
     let config = dir.join("sluice.toml");
     std::fs::write(
@@ -195,36 +201,69 @@ async fn start_sluice(bin: &PathBuf, mock_addr: &str, extra: &str, tier: Value, 
     let sluice = SluiceProcess::spawn(
         bin,
         &["--config", config.to_str().unwrap()],
-        &[("SLUICE_DATABASE_URL", &db), ("SLUICE_ADMIN_KEY", admin), ("SLUICE_LOG", "info")],
+        &[
+            ("SLUICE_DATABASE_URL", &db),
+            ("SLUICE_ADMIN_KEY", admin),
+            ("SLUICE_LOG", "info"),
+        ],
     )
     .await;
-    let post = |path: String, body: Value| client.post(sluice.url(&path)).bearer_auth(admin).json(&body).send();
-    let acct: Value = post("/v1/accounts".into(), json!({"name": "load", "tier": tier})).await.unwrap().json().await.unwrap();
-    let id = acct["id"].as_str().unwrap().to_owned();
-    let res = post(format!("/v1/accounts/{id}/credits"), json!({"amount": 1_000_000_000_000_i64})).await.unwrap();
-    assert!(res.status().is_success(), "top-up failed");
-    let key: Value = post("/v1/keys".into(), json!({"name": "load", "account_id": id, "scopes": ["chat:write"]}))
+    let post = |path: String, body: Value| {
+        client
+            .post(sluice.url(&path))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+    };
+    let acct: Value = post("/v1/accounts".into(), json!({"name": "load", "tier": tier}))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    let id = acct["id"].as_str().unwrap().to_owned();
+    let res = post(
+        format!("/v1/accounts/{id}/credits"),
+        json!({"amount": 1_000_000_000_000_i64}),
+    )
+    .await
+    .unwrap();
+    assert!(res.status().is_success(), "top-up failed");
+    let key: Value = post(
+        "/v1/keys".into(),
+        json!({"name": "load", "account_id": id, "scopes": ["chat:write"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     (sluice, key["secret"].as_str().unwrap().to_owned())
 }
 
 #[tokio::main]
 async fn main() {
     let a = args();
-    assert!(a.bin.exists(), "{} not found; build it with cargo build --release -p sluice-server", a.bin.display());
+    assert!(
+        a.bin.exists(),
+        "{} not found; build it with cargo build --release -p sluice-server",
+        a.bin.display()
+    );
     let (_mock, mock_addr) = start_mock(&a.bin).await;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build().unwrap();
-    let (plain, plain_key) = start_sluice(&a.bin, &mock_addr, "", json!("unlimited"), &client).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
+    let (plain, plain_key) =
+        start_sluice(&a.bin, &mock_addr, "", json!("unlimited"), &client).await;
     let (limited, limited_key) = start_sluice(&a.bin, &mock_addr, "", json!(5), &client).await;
     let redis_cfg = format!(
         "\n[rate_limits]\nbackend = \"redis\"\nkey_prefix = \"sluice:load:{}:\"\n",
         std::process::id()
     );
-    let (shared, shared_key) = start_sluice(&a.bin, &mock_addr, &redis_cfg, json!(5), &client).await;
+    let (shared, shared_key) =
+        start_sluice(&a.bin, &mock_addr, &redis_cfg, json!(5), &client).await;
 
     let mut body = json!({"messages": [{"role": "user", "content": "Write one short sentence about rivers."}], "max_tokens": 16});
     if a.stream {
@@ -236,7 +275,11 @@ async fn main() {
         b
     };
     let direct_url = format!("http://{mock_addr}/v1/chat/completions");
-    let (free_b, priced_b, direct_b) = (with_model("mock/free"), with_model("mock/priced"), with_model("small"));
+    let (free_b, priced_b, direct_b) = (
+        with_model("mock/free"),
+        with_model("mock/priced"),
+        with_model("small"),
+    );
     let (plain_url, limited_url, shared_url) = (
         plain.url("/v1/chat/completions"),
         limited.url("/v1/chat/completions"),
@@ -244,10 +287,25 @@ async fn main() {
     );
     let paths: [(&str, &str, Option<&str>, &Value); 5] = [
         ("direct to mock", &direct_url, None, &direct_b),
-        ("sluice: no credits, no limits", &plain_url, Some(&plain_key), &free_b),
+        (
+            "sluice: no credits, no limits",
+            &plain_url,
+            Some(&plain_key),
+            &free_b,
+        ),
         ("sluice: credits", &plain_url, Some(&plain_key), &priced_b),
-        ("sluice: credits + limits (in-process)", &limited_url, Some(&limited_key), &priced_b),
-        ("sluice: credits + limits (Redis)", &shared_url, Some(&shared_key), &priced_b),
+        (
+            "sluice: credits + limits (in-process)",
+            &limited_url,
+            Some(&limited_key),
+            &priced_b,
+        ),
+        (
+            "sluice: credits + limits (Redis)",
+            &shared_url,
+            Some(&shared_key),
+            &priced_b,
+        ),
     ];
     // Warm every path (connections, tokenizer, leases, page cache) before measuring.
     for (_, url, k, b) in &paths {
@@ -260,12 +318,23 @@ async fn main() {
         }
     }
     let sums: Vec<Summary> = samples.iter().map(|s| summarise(s)).collect();
-    let mode = if a.stream { "stream (16 chunks)" } else { "json" };
-    println!("sluice-load: {} clients, {} rounds x {} s per path, {mode}, 16 output tokens", a.clients, a.rounds, a.seconds);
+    let mode = if a.stream {
+        "stream (16 chunks)"
+    } else {
+        "json"
+    };
+    println!(
+        "sluice-load: {} clients, {} rounds x {} s per path, {mode}, 16 output tokens",
+        a.clients, a.rounds, a.seconds
+    );
     println!("| path | requests | errors | req/s | p50 ms | p99 ms | throughput / direct | throughput / previous row | added p50 ms |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for (i, ((name, ..), s)) in paths.iter().zip(&sums).enumerate() {
-        let prev = if i > 1 { format!("{:.2}", s.rps / sums[i - 1].rps) } else { "".to_owned() };
+        let prev = if i > 1 {
+            format!("{:.2}", s.rps / sums[i - 1].rps)
+        } else {
+            "".to_owned()
+        };
         println!(
             "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {prev} | {:.2} |",
             s.n,
