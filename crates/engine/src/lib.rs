@@ -15,6 +15,7 @@ pub mod list;
 pub mod llm;
 pub mod ratelimit;
 pub mod ratelimit_redis;
+pub mod routing;
 pub use sluice_types::secret;
 pub mod usage;
 

@@ -41,7 +41,11 @@ impl From<ApiError> for Failed {
 
 /// A chat answer with its accounting attached.
 pub struct ChatResponse {
+    /// The model that answered.
     pub model: Arc<Model>,
+    /// When a fallback answered: its 1-based position after the first candidate, and why the
+    /// attempt before it failed.
+    pub fallback: Option<(usize, &'static str)>,
     pub reply: ChatReply,
     /// For the `X-RateLimit-*` headers.
     pub rate_limit: RateLimitStatus,
@@ -162,13 +166,16 @@ impl Engine {
     /// templates add tokens), and a reservation below the real cost would let an account spend
     /// more than its balance allows.
     async fn reserve_chat(&self, who: &Principal, a: &Admitted) -> Result<Reservation, ApiError> {
-        let m = &a.model;
-        let max = cost(
-            m.input_price,
-            m.output_price,
-            a.prompt_tokens_max,
-            a.max_tokens,
-        );
+        // Any candidate may answer: reserve for the most expensive; settle at the one that did.
+        let max = a
+            .candidates
+            .iter()
+            .map(|m| {
+                let out = a.max_tokens.min(u64::from(m.max_output_tokens));
+                cost(m.input_price, m.output_price, a.prompt_tokens_max, out)
+            })
+            .max()
+            .unwrap_or(0);
         self.credits
             .reserve(&wallets(who), max)
             .await
@@ -201,14 +208,17 @@ impl Engine {
                 return Err(meter.fail(with_rate(e, &rate), None));
             }
         };
-        let outcome = match self.gateway.dispatch_chat(&admitted).await {
-            Ok(o) => o,
+        let routed = match self.route(&admitted).await {
+            Ok(r) => r,
             // Dropping the reservation releases it: a failed call costs nothing.
             Err(e) => {
                 tokens.correct(0);
                 return Err(meter.fail(with_rate(e, &rate), Some(&model)));
             }
         };
+        let (outcome, fallback) = (routed.outcome, routed.fallback);
+        let model = outcome.model.clone();
+        meter.model(&model);
         let reply = match outcome.reply {
             ChatReply::Json(v) => {
                 let usage = usage_of(&admitted, &outcome.usage);
@@ -223,6 +233,7 @@ impl Engine {
                     reservation,
                     meter,
                     admitted,
+                    model: model.clone(),
                     usage: outcome.usage,
                     tokens,
                 }),
@@ -232,6 +243,7 @@ impl Engine {
         };
         Ok(ChatResponse {
             model,
+            fallback,
             reply,
             rate_limit: rate,
         })
@@ -304,6 +316,8 @@ struct Settle {
     reservation: Reservation,
     meter: Meter,
     admitted: Admitted,
+    /// The model that answered (its price is charged).
+    model: Arc<Model>,
     usage: Arc<UsageCell>,
     tokens: TokenHold,
 }
@@ -315,6 +329,7 @@ impl Settle {
             reservation,
             mut meter,
             admitted,
+            model,
             usage,
             tokens,
         } = self;
@@ -323,7 +338,7 @@ impl Settle {
         let finish = move || {
             let u = usage_of(&admitted, &usage);
             tokens.correct(u.prompt_tokens + u.completion_tokens);
-            let charged = reservation.settle(price(&admitted.model, u));
+            let charged = reservation.settle(price(&model, u));
             meter.done(status, error_code, u, charged);
         };
         // Counting the tokens of a stream the provider did not report on is CPU work: keep it

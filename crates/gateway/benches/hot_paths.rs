@@ -147,3 +147,37 @@ fn baseline_clone_request_body(b: Bencher) {
     let body = json!({"model": "m42", "messages": chat_messages(20), "max_tokens": 64, "temperature": 0.2});
     b.bench(|| black_box(body.clone()));
 }
+
+/// The routing decision for `auto` over 50 models (filter by allowlist, capability and context,
+/// order by health and priority), as part of admission.
+#[divan::bench]
+fn admit_chat_auto_over_50_models(b: Bencher) {
+    let gw = gateway();
+    let who = Principal {
+        key_id: "k".into(),
+        account_id: "a".into(),
+        scopes: vec![Scope::ChatWrite],
+        models: None,
+        spend_limited: false,
+        tier: Default::default(),
+        key_limits: Default::default(),
+    };
+    let body = json!({"model": "auto", "messages": chat_messages(20), "max_tokens": 64});
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    b.bench(|| {
+        rt.block_on(gw.admit_chat(&who, black_box(body.clone())))
+            .unwrap()
+            .candidates
+            .len()
+    });
+}
+
+/// One circuit-breaker check (what every candidate costs at dispatch).
+#[divan::bench]
+fn health_check_one_target(b: Bencher) {
+    let gw = gateway();
+    let m = gw.catalog.get("m7").unwrap().clone();
+    b.bench(|| gw.health.check(black_box(&m)));
+}

@@ -145,12 +145,30 @@ impl Model {
 pub struct Catalog {
     pub providers: Vec<Arc<Provider>>,
     pub models: Vec<Arc<Model>>,
-    by_name: HashMap<String, usize>,
+    /// Name (id or alias) → models, highest priority first. Several providers may serve one
+    /// model under a shared alias; routing chooses among them.
+    by_name: HashMap<String, Vec<usize>>,
 }
 
 impl Catalog {
+    /// The preferred model for a name (the highest-priority one when an alias is shared).
     pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
-        self.by_name.get(name).and_then(|&i| self.models.get(i))
+        self.by_name
+            .get(name)
+            .and_then(|v| v.first())
+            .and_then(|&i| self.models.get(i))
+    }
+
+    /// Every model a name stands for, highest priority first.
+    pub fn all_named(&self, name: &str) -> Vec<Arc<Model>> {
+        self.by_name
+            .get(name)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|&i| self.models.get(i).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Validates the raw sections. `env` reads environment variables (for `api_key_env`);
@@ -181,12 +199,24 @@ impl Catalog {
             let at = format!("models[{i}]");
             let model = build_model(m, &at, &by_id)?;
             let idx = out.models.len();
+            if out.by_name.contains_key(&model.id) {
+                return Err(format!("{at}.id: `{}` is used by two models", model.id));
+            }
             for name in std::iter::once(&model.id).chain(model.aliases.iter()) {
-                if out.by_name.insert(name.clone(), idx).is_some() {
-                    return Err(format!("{at}: the name `{name}` is used by two models"));
-                }
+                out.by_name.entry(name.clone()).or_default().push(idx);
             }
             out.models.push(Arc::new(model));
+        }
+        for (name, idxs) in out.by_name.iter_mut() {
+            if idxs.len() > 1 && idxs.iter().any(|&i| out.models[i].id == *name) {
+                return Err(format!(
+                    "models: `{name}` is both a model id and another model's alias"
+                ));
+            }
+            idxs.sort_by_key(|&i| std::cmp::Reverse(out.models[i].priority));
+        }
+        if out.by_name.contains_key("auto") || out.by_name.contains_key("fast") {
+            return Err("models: `auto` and `fast` are routing modes, not model names".to_owned());
         }
         Ok((out, warnings))
     }

@@ -8,12 +8,19 @@ use sluice_types::validation::Errors;
 use sluice_types::{ApiError, ErrorKind, Principal};
 
 use crate::catalog::{Mode, Model, ProviderKind};
+use crate::routing::{order_mode, FailureClass, Needs};
 use crate::{anthropic, openai, tokens, upstream, ChatOutcome, ChatReply, Gateway, UsageCell};
 
 /// A request that passed admission: what to send, where, and what it may cost in tokens.
 #[derive(Debug)]
 pub struct Admitted {
+    /// The first candidate (the model asked for, or the routing mode's first choice).
     pub model: Arc<Model>,
+    /// Every model that may serve the request, in order: deployments of the model asked for (or
+    /// the routing mode's choices), then each fallback's.
+    pub candidates: Vec<Arc<Model>>,
+    pub allow_fallbacks: bool,
+    pub fallback_on: Vec<FailureClass>,
     pub body: Map<String, Value>,
     pub stream: bool,
     /// The client asked for usage in the stream (`stream_options.include_usage`).
@@ -112,6 +119,54 @@ fn check_shape(body: &Map<String, Value>) -> Result<(), ApiError> {
     }
     positive_int(&mut errors, body, "max_tokens");
     positive_int(&mut errors, body, "max_completion_tokens");
+    match body.get("fallbacks") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, f) in items.iter().enumerate() {
+                if f.as_str().is_none_or(|s| s.is_empty()) {
+                    errors.add(
+                        format!("fallbacks[{i}]"),
+                        "invalid_type",
+                        "each fallback must be a model name",
+                    );
+                }
+            }
+        }
+        Some(_) => errors.add(
+            "fallbacks",
+            "invalid_type",
+            "fallbacks must be an array of model names",
+        ),
+    }
+    if body
+        .get("allow_fallbacks")
+        .is_some_and(|v| !v.is_boolean() && !v.is_null())
+    {
+        errors.add(
+            "allow_fallbacks",
+            "invalid_type",
+            "allow_fallbacks must be a boolean",
+        );
+    }
+    match body.get("fallback_on") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, f) in items.iter().enumerate() {
+                if f.as_str().and_then(FailureClass::parse).is_none() {
+                    errors.add(
+                        format!("fallback_on[{i}]"),
+                        "invalid_enum",
+                        "Invalid fallback_on value. Allowed: rate_limit, provider_error, timeout",
+                    );
+                }
+            }
+        }
+        Some(_) => errors.add(
+            "fallback_on",
+            "invalid_type",
+            "fallback_on must be an array",
+        ),
+    }
     errors.finish()
 }
 
@@ -144,15 +199,27 @@ async fn count_exact(
 impl Gateway {
     /// Resolves a model name the key may use, or the contract's error for why not.
     pub fn resolve(&self, who: &Principal, name: &str, mode: Mode) -> Result<Arc<Model>, ApiError> {
-        let model = self.catalog.get(name).ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::InvalidFields,
-                format!(
-                    "Unknown model '{name}'. GET /v1/models lists the models this key may use."
-                ),
-            )
-            .with_param("model")
-        })?;
+        // A shared alias resolves to the best deployment this key may use.
+        let preferred = self.catalog.all_named(name).into_iter().find(|m| {
+            m.mode == mode
+                && m.provider.configured
+                && who
+                    .models
+                    .as_ref()
+                    .is_none_or(|a| a.iter().any(|x| m.is_named(x)))
+        });
+        let model = preferred
+            .as_ref()
+            .or_else(|| self.catalog.get(name))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::InvalidFields,
+                    format!(
+                        "Unknown model '{name}'. GET /v1/models lists the models this key may use."
+                    ),
+                )
+                .with_param("model")
+            })?;
         if let Some(allowed) = &who.models {
             if !allowed.iter().any(|a| model.is_named(a)) {
                 return Err(ApiError::new(
@@ -194,12 +261,33 @@ impl Gateway {
         let name = body
             .get("model")
             .and_then(Value::as_str)
-            .unwrap_or_default();
-        let model = self.resolve(who, name, Mode::Chat)?;
+            .unwrap_or_default()
+            .to_owned();
         let requested = body
             .get("max_completion_tokens")
             .or_else(|| body.get("max_tokens"))
             .and_then(Value::as_u64);
+        let messages = body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let upper = tokens::chat_upper_bound(messages, body.get("tools")) as u64;
+        let tools = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty());
+        let is_mode = name == "auto" || name == "fast";
+
+        // The first model: the one asked for, or the best the routing mode can find.
+        let (model, mut exact) = if is_mode {
+            let (m, exact) = self
+                .pick_mode(who, &name, &body, upper, requested, tools)
+                .await?;
+            (m, exact)
+        } else {
+            (self.resolve(who, &name, Mode::Chat)?, None)
+        };
         if let Some(n) = requested.filter(|&n| n > u64::from(model.max_output_tokens)) {
             return Err(ApiError::new(
                 ErrorKind::InvalidFields,
@@ -210,21 +298,12 @@ impl Gateway {
             )
             .with_param("max_tokens"));
         }
-        let messages = body
-            .get("messages")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
         let window = u64::from(model.context_window);
-        let upper = tokens::chat_upper_bound(messages, body.get("tools")) as u64;
-        let (exact, prompt_tokens) = if upper + requested.unwrap_or(1) <= window {
-            (None, upper)
-        } else {
-            let n = count_exact(model.tokenizer, &body, upper).await?;
-            (Some(n), n)
-        };
-        let needed = prompt_tokens + requested.unwrap_or(1);
-        if needed > window {
+        if exact.is_none() && upper + requested.unwrap_or(1) > window {
+            exact = Some(count_exact(model.tokenizer, &body, upper).await?);
+        }
+        let prompt_tokens = exact.unwrap_or(upper);
+        if prompt_tokens + requested.unwrap_or(1) > window {
             return Err(ApiError::new(
                 ErrorKind::ContextLengthExceeded,
                 format!(
@@ -239,6 +318,55 @@ impl Gateway {
             .with_detail("input_tokens", prompt_tokens)
             .with_detail("requested_output_tokens", requested.unwrap_or(0)));
         }
+        let needs = Needs {
+            prompt_tokens,
+            output_tokens: requested.unwrap_or(1),
+            tools: false,
+        };
+
+        // Candidates: the mode's choices, or the asked-for model's deployments; then fallbacks.
+        let mut candidates: Vec<Arc<Model>> = if is_mode {
+            self.mode_candidates(who, &name, &Needs { tools, ..needs })
+        } else {
+            self.deployments(who, &name, &needs)
+        };
+        if !candidates.iter().any(|c| c.id == model.id) {
+            candidates.insert(0, model.clone());
+        }
+        for (i, f) in body
+            .get("fallbacks")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let f = f.as_str().unwrap_or_default();
+            self.resolve(who, f, Mode::Chat).map_err(|mut e| {
+                e.param = Some(format!("fallbacks[{i}]"));
+                e
+            })?;
+            for d in self.deployments(who, f, &needs) {
+                if !candidates.iter().any(|c| c.id == d.id) {
+                    candidates.push(d);
+                }
+            }
+        }
+        let allow_fallbacks = body
+            .get("allow_fallbacks")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let fallback_on = match body.get("fallback_on").and_then(Value::as_array) {
+            Some(list) => list
+                .iter()
+                .filter_map(|v| v.as_str().and_then(FailureClass::parse))
+                .collect(),
+            None => vec![
+                FailureClass::RateLimit,
+                FailureClass::ProviderError,
+                FailureClass::Timeout,
+            ],
+        };
         let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let include_usage = body
             .get("stream_options")
@@ -250,6 +378,9 @@ impl Gateway {
             .min(window.saturating_sub(prompt_tokens));
         Ok(Admitted {
             model,
+            candidates,
+            allow_fallbacks,
+            fallback_on,
             body,
             stream,
             include_usage,
@@ -259,10 +390,92 @@ impl Gateway {
         })
     }
 
+    /// Models the key may use for chat whose provider is configured.
+    fn usable(&self, who: &Principal, m: &Model) -> bool {
+        m.mode == Mode::Chat
+            && m.provider.configured
+            && who
+                .models
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|a| m.is_named(a)))
+    }
+
+    /// Every deployment of `name` the key may use and whose context fits, healthiest first.
+    fn deployments(&self, who: &Principal, name: &str, needs: &Needs) -> Vec<Arc<Model>> {
+        let all: Vec<Arc<Model>> = self
+            .catalog
+            .all_named(name)
+            .into_iter()
+            .filter(|m| self.usable(who, m) && needs.fits(m))
+            .collect();
+        order_mode("auto", all, &self.health)
+    }
+
+    /// Every model a routing mode may use for this request, best first.
+    fn mode_candidates(&self, who: &Principal, mode: &str, needs: &Needs) -> Vec<Arc<Model>> {
+        let all: Vec<Arc<Model>> = self
+            .catalog
+            .models
+            .iter()
+            .filter(|m| {
+                self.usable(who, m) && (!needs.tools || m.capabilities.tools) && needs.fits(m)
+            })
+            .cloned()
+            .collect();
+        order_mode(mode, all, &self.health)
+    }
+
+    /// The first choice of `auto`/`fast`; counts the prompt exactly when its byte bound rules out
+    /// every model, so a prompt that really fits somewhere is not refused.
+    async fn pick_mode(
+        &self,
+        who: &Principal,
+        mode: &str,
+        body: &Map<String, Value>,
+        upper: u64,
+        requested: Option<u64>,
+        tools: bool,
+    ) -> Result<(Arc<Model>, Option<u64>), ApiError> {
+        let needs = Needs {
+            prompt_tokens: upper,
+            output_tokens: requested.unwrap_or(1),
+            tools,
+        };
+        if let Some(m) = self.mode_candidates(who, mode, &needs).into_iter().next() {
+            return Ok((m, None));
+        }
+        let exact = count_exact(crate::catalog::Tokenizer::Cl100k, body, upper).await?;
+        let needs = Needs {
+            prompt_tokens: exact,
+            ..needs
+        };
+        match self.mode_candidates(who, mode, &needs).into_iter().next() {
+            Some(m) => Ok((m, Some(exact))),
+            None => Err(ApiError::new(
+                ErrorKind::InvalidFields,
+                format!(
+                    "No model this key may use can serve this request with `{mode}` ({exact} prompt tokens{}). GET /v1/models lists the models and their context windows.",
+                    if tools { ", tools" } else { "" }
+                ),
+            )
+            .with_param("model")
+            .with_detail("input_tokens", exact)),
+        }
+    }
+
     /// Calls the provider. Dropping the returned stream (or this future) cancels the upstream
     /// request: the connection is closed.
     pub async fn dispatch_chat(&self, a: &Admitted) -> Result<ChatOutcome, ApiError> {
-        let model = a.model.clone();
+        self.dispatch_chat_to(a, &a.model).await
+    }
+
+    /// Calls one candidate of an admitted request.
+    pub async fn dispatch_chat_to(
+        &self,
+        a: &Admitted,
+        model: &Arc<Model>,
+    ) -> Result<ChatOutcome, ApiError> {
+        let model = model.clone();
         let client = self.client(&model)?;
         let usage = Arc::new(UsageCell::default());
         let reply = match model.provider.kind {
@@ -290,7 +503,8 @@ impl Gateway {
                 }
             }
             ProviderKind::Anthropic => {
-                let body = anthropic::prepare(&a.body, &model, a.stream, a.max_tokens)?;
+                let max_tokens = a.max_tokens.min(u64::from(model.max_output_tokens));
+                let body = anthropic::prepare(&a.body, &model, a.stream, max_tokens)?;
                 let res = upstream::post(client, &model, "/messages", &body).await?;
                 if a.stream {
                     let events = Box::pin(upstream::events(res, model.clone()));

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod embeddings;
 pub mod models;
 pub mod openai;
+pub mod routing;
 pub mod sse;
 pub mod tokens;
 pub mod upstream;
@@ -102,16 +103,29 @@ pub struct ChatOutcome {
 /// The gateway of one process: the catalog and one pooled HTTP client per provider.
 pub struct Gateway {
     pub catalog: Catalog,
+    pub health: routing::Health,
     clients: HashMap<String, reqwest::Client>,
 }
 
 impl Gateway {
     pub fn new(catalog: Catalog) -> Result<Gateway, String> {
+        Self::with_breaker(catalog, routing::BreakerSettings::default())
+    }
+
+    pub fn with_breaker(
+        catalog: Catalog,
+        breaker: routing::BreakerSettings,
+    ) -> Result<Gateway, String> {
         let mut clients = HashMap::new();
         for p in &catalog.providers {
             clients.insert(p.id.clone(), upstream::client_for(p)?);
         }
-        Ok(Gateway { catalog, clients })
+        let health = routing::Health::new(&catalog, breaker);
+        Ok(Gateway {
+            catalog,
+            health,
+            clients,
+        })
     }
 
     pub(crate) fn client(&self, model: &Model) -> Result<&reqwest::Client, ApiError> {

@@ -21,17 +21,31 @@ impl Gateway {
             .iter()
             .filter(|m| visible(who, m))
             .map(|m| view(m))
+            .chain(["auto", "fast"].iter().map(|m| mode_view(m)))
             .collect();
         json!({"object": "list", "data": data})
     }
 
     /// One model by id or alias, if the key may use it (otherwise it does not exist for this key).
     pub fn get_model(&self, who: &Principal, name: &str) -> Result<Value, ApiError> {
+        if name == "auto" || name == "fast" {
+            return Ok(mode_view(name));
+        }
         match self.catalog.get(name) {
             Some(m) if visible(who, m) => Ok(view(m)),
             _ => Err(ApiError::not_found("model", name)),
         }
     }
+}
+
+/// A routing mode as a pseudo-model: `auto` (best by priority) or `fast` (lowest latency).
+fn mode_view(name: &str) -> Value {
+    let description = if name == "auto" {
+        "Routing mode: the highest-priority healthy model this key may use that can serve the request"
+    } else {
+        "Routing mode: the healthy model with the lowest observed time to first byte"
+    };
+    json!({"id": name, "object": "model", "created": 0, "owned_by": "sluice", "mode": "routing", "description": description})
 }
 
 fn view(m: &Model) -> Value {

@@ -88,32 +88,45 @@ pub async fn post(
     body: &Value,
 ) -> Result<reqwest::Response, ApiError> {
     let p: &Provider = &model.provider;
-    let mut req = client.post(format!("{}{path}", p.base_url)).json(body);
-    match p.kind {
-        ProviderKind::Anthropic => {
-            req = req.header("anthropic-version", "2023-06-01");
-            if let Some(k) = &p.api_key {
-                req = req.header("x-api-key", k.expose());
+    let build = || {
+        let mut req = client.post(format!("{}{path}", p.base_url)).json(body);
+        match p.kind {
+            ProviderKind::Anthropic => {
+                req = req.header("anthropic-version", "2023-06-01");
+                if let Some(k) = &p.api_key {
+                    req = req.header("x-api-key", k.expose());
+                }
+            }
+            ProviderKind::OpenAi | ProviderKind::Mock => {
+                if let Some(k) = &p.api_key {
+                    req = req.bearer_auth(k.expose());
+                }
             }
         }
-        ProviderKind::OpenAi | ProviderKind::Mock => {
-            if let Some(k) = &p.api_key {
-                req = req.bearer_auth(k.expose());
+        req
+    };
+    let deadline = tokio::time::Instant::now() + p.timeouts.first_byte;
+    let mut retried = false;
+    let res = loop {
+        match tokio::time::timeout_at(deadline, build().send()).await {
+            Err(_) => return Err(timeout_error(model, p.timeouts.first_byte)),
+            Ok(Err(e)) if e.is_timeout() => return Err(timeout_error(model, p.timeouts.connect)),
+            // The connection was never made, so the provider cannot be generating for this
+            // request: one immediate retry on a fresh connection is safe.
+            Ok(Err(e)) if e.is_connect() && !retried => {
+                retried = true;
+                tracing::debug!(provider = p.id.as_str(), error = %e, "connect failed; retrying once");
             }
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(provider_error(model, "could not connect to the provider")
+                    .with_internal(e.to_string()))
+            }
+            Ok(Err(e)) => {
+                return Err(provider_error(model, "the request to the provider failed")
+                    .with_internal(e.to_string()))
+            }
+            Ok(Ok(res)) => break res,
         }
-    }
-    let res = match tokio::time::timeout(p.timeouts.first_byte, req.send()).await {
-        Err(_) => return Err(timeout_error(model, p.timeouts.first_byte)),
-        Ok(Err(e)) if e.is_timeout() => return Err(timeout_error(model, p.timeouts.connect)),
-        Ok(Err(e)) if e.is_connect() => {
-            return Err(provider_error(model, "could not connect to the provider")
-                .with_internal(e.to_string()))
-        }
-        Ok(Err(e)) => {
-            return Err(provider_error(model, "the request to the provider failed")
-                .with_internal(e.to_string()))
-        }
-        Ok(Ok(res)) => res,
     };
     if res.status().is_success() {
         return Ok(res);

@@ -35,8 +35,11 @@ pub fn model(id: &str) -> RawModel {
 
 /// Providers `mock` (OpenAI wire), `anth` (Anthropic wire), both on `mock_url`; `down` (its
 /// key variable is unset: not configured); `dead` (nothing listens there).
-/// Models: `mock/small` (alias `small`), `mock/tiny` (64-token context), `mock/embed`
-/// (embedding), `anth/claude`, `down/x`, `dead/x`.
+/// Models: `mock/small` (alias `small`), `mock/tiny` (64-token context, priority 5),
+/// `mock/embed` (embedding), `anth/claude`, `down/x`, `dead/x`, `mock/notools` (no tool support,
+/// priority 10), `mock/backup`, and fault models (priority −10): `mock/broken` (503),
+/// `mock/err500`, `mock/slow` (5 s), `mock/slowish` (300 ms), `mock/ratelimited` (429,
+/// Retry-After 7), `mock/flaky` (normal unless a fault is scripted).
 pub fn test_catalog(mock_url: &str) -> Catalog {
     let mut down = provider("down", "openai", Some(mock_url.to_owned()));
     down.api_key_env = Some("SLUICE_TEST_UNSET_PROVIDER_KEY".to_owned());
@@ -55,7 +58,35 @@ pub fn test_catalog(mock_url: &str) -> Catalog {
     embed.mode = Some("embedding".to_owned());
     let mut claude = model("anth/claude");
     claude.upstream = Some("claude-test".to_owned());
-    let models = vec![small, tiny, embed, claude, model("down/x"), model("dead/x")];
+    tiny.priority = 5;
+    let mut notools = model("mock/notools");
+    notools.capabilities = vec![];
+    notools.priority = 10;
+    let mut backup = model("mock/backup");
+    backup.upstream = Some("backup".to_owned());
+    // Models whose upstream name scripts a fault at the mock, last in every routing mode.
+    let fault = |id: &str, upstream: &str| {
+        let mut m = model(id);
+        m.upstream = Some(upstream.to_owned());
+        m.priority = -10;
+        m
+    };
+    let models = vec![
+        small,
+        tiny,
+        embed,
+        claude,
+        model("down/x"),
+        model("dead/x"),
+        notools,
+        backup,
+        fault("mock/broken", "fault:status=503"),
+        fault("mock/err500", "fault:status=500"),
+        fault("mock/slow", "fault:delay_ms=5000"),
+        fault("mock/slowish", "fault:delay_ms=300"),
+        fault("mock/ratelimited", "fault:status=429,retry_after=7"),
+        fault("mock/flaky", "flaky"),
+    ];
     let (catalog, _) = Catalog::build(&providers, &models, &|_| None, None).expect("test catalog");
     catalog
 }

@@ -95,7 +95,11 @@ impl TestServer {
         extra: Option<Router<AppState>>,
     ) -> TestServer {
         let store = db.open().await.expect("open store");
-        let gateway = Gateway::new(catalog).expect("gateway");
+        let breaker = sluice_gateway::routing::BreakerSettings {
+            failures: 3,
+            cooldown: std::time::Duration::from_secs(1),
+        };
+        let gateway = Gateway::with_breaker(catalog, breaker).expect("gateway");
         let engine = Arc::new(Engine::new(
             store,
             Some(&SecretString::new(admin_key())),

@@ -61,6 +61,11 @@ pub async fn chat(
         ChatReply::Stream(chunks) => crate::sse::response(chunks, Dialect::Gateway, rid.0),
     };
     out.extensions_mut().insert(res.rate_limit);
+    if let Some((index, reason)) = res.fallback {
+        let h = out.headers_mut();
+        h.insert("x-arena-fallback-index", HeaderValue::from(index as u64));
+        h.insert("x-arena-fallback-reason", HeaderValue::from_static(reason));
+    }
     Ok(with_model(out, &res.model.id))
 }
 

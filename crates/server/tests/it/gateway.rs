@@ -197,7 +197,11 @@ async fn a_model_outside_the_allowlist_is_422_with_the_allowed_models() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["mock/tiny"]);
+    assert_eq!(
+        ids,
+        ["mock/tiny", "auto", "fast"],
+        "routing modes are listed too"
+    );
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod credits;
 mod gateway;
 mod keys;
 mod limits;
+mod routing;
 
 use reqwest::Response;
 use serde_json::Value;
