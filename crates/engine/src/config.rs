@@ -35,6 +35,18 @@ pub struct RawConfig {
     pub credits: RawCredits,
     #[serde(default)]
     pub rate_limits: RawRateLimits,
+    #[serde(default)]
+    pub routing: RawRouting,
+}
+
+/// `[routing]`: circuit breakers.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    /// Consecutive failures that open a model's circuit (default 3).
+    pub breaker_failures: Option<u32>,
+    /// Seconds an open circuit waits before one probe request (default 30).
+    pub breaker_cooldown_seconds: Option<u64>,
 }
 
 /// `[rate_limits]`: where limits live and what each tier allows.
@@ -75,6 +87,7 @@ pub struct Config {
     pub providers: Vec<RawProvider>,
     pub models: Vec<RawModel>,
     pub settings: crate::Settings,
+    pub breaker: sluice_gateway::routing::BreakerSettings,
     /// Set when `[rate_limits] backend = "redis"` (or `SLUICE_REDIS_URL` is given).
     pub redis_url: Option<SecretString>,
     /// Environment values named by providers' `api_key_env`, captured at load.
@@ -329,6 +342,14 @@ pub fn load(
             )))
         }
     };
+    let defaults_b = sluice_gateway::routing::BreakerSettings::default();
+    let breaker = sluice_gateway::routing::BreakerSettings {
+        failures: raw.routing.breaker_failures.unwrap_or(defaults_b.failures).max(1),
+        cooldown: raw
+            .routing
+            .breaker_cooldown_seconds
+            .map_or(defaults_b.cooldown, std::time::Duration::from_secs),
+    };
     let settings = crate::Settings {
         rate_limits,
         starting_grant: c.starting_grant.unwrap_or(0),
@@ -355,6 +376,7 @@ pub fn load(
         providers: raw.providers,
         models: raw.models,
         settings,
+        breaker,
         redis_url,
         provider_env,
         warnings,
@@ -363,6 +385,7 @@ pub fn load(
 
 impl Config {
     /// The validated catalog; `mock_url` is the embedded mock server for `mock` providers.
+    /// (The gateway also needs `breaker`.)
     pub fn catalog(&self, mock_url: Option<&str>) -> Result<Catalog, ConfigError> {
         let lookup = |name: &str| {
             self.provider_env

@@ -150,7 +150,7 @@ fn main() -> ExitCode {
 
 async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, String> {
     let catalog = config.catalog(mock_url).map_err(|e| e.to_string())?;
-    let gateway = sluice_gateway::Gateway::new(catalog)?;
+    let gateway = sluice_gateway::Gateway::with_breaker(catalog, config.breaker.clone())?;
     let store = sluice_store::open(config.database_url.expose())
         .await
         .map_err(|e| {
