@@ -344,7 +344,11 @@ pub fn load(
     };
     let defaults_b = sluice_gateway::routing::BreakerSettings::default();
     let breaker = sluice_gateway::routing::BreakerSettings {
-        failures: raw.routing.breaker_failures.unwrap_or(defaults_b.failures).max(1),
+        failures: raw
+            .routing
+            .breaker_failures
+            .unwrap_or(defaults_b.failures)
+            .max(1),
         cooldown: raw
             .routing
             .breaker_cooldown_seconds
