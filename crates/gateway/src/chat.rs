@@ -315,8 +315,7 @@ impl Gateway {
             .with_param("messages")
             .with_detail("model", model.id.as_str())
             .with_detail("max_tokens", window)
-            .with_detail("input_tokens", prompt_tokens)
-            .with_detail("requested_output_tokens", requested.unwrap_or(0)));
+            .with_detail("input_tokens", prompt_tokens));
         }
         let needs = Needs {
             prompt_tokens,

@@ -539,3 +539,180 @@ pub async fn usage_records_filter_and_total(store: &dyn Store) {
     assert_eq!(by_key.len(), 1);
     assert_eq!(by_key[0].prompt_tokens, 20);
 }
+
+// ---- agents and idempotency ----
+
+use crate::{AgentRecord, CreateRefusal, IdemState};
+
+fn agent(id: &str, name: &str) -> AgentRecord {
+    AgentRecord {
+        id: id.into(),
+        account_id: "acct_a".into(),
+        name: name.into(),
+        spec: "{\"model\":\"m\"}".into(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+pub async fn agents_round_trip_with_unique_names(store: &dyn Store) {
+    store.create_account(&account("acct_a", "a")).await.unwrap();
+    store
+        .create_agent(&agent("agent_1", "Support Bot"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .create_agent(&agent("agent_2", "Support Bot"), None)
+            .await
+            .unwrap(),
+        Err(CreateRefusal::NameTaken)
+    );
+    assert_eq!(
+        store.get_agent("acct_a", "agent_1").await.unwrap(),
+        Some(agent("agent_1", "Support Bot"))
+    );
+    assert_eq!(
+        store.get_agent("acct_other", "agent_1").await.unwrap(),
+        None,
+        "another account's agent is not found"
+    );
+    store
+        .create_agent(&agent("agent_3", "Other"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut renamed = agent("agent_3", "Support Bot");
+    renamed.updated_at = 2;
+    assert_eq!(
+        store.update_agent(&renamed).await.unwrap(),
+        Err(CreateRefusal::NameTaken)
+    );
+    renamed.name = "Third".into();
+    assert_eq!(
+        store
+            .update_agent(&renamed)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .updated_at,
+        2
+    );
+    let listed: Vec<String> = store
+        .list_agents("acct_a", &page(None, 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(listed, ["agent_3", "agent_1"]);
+    assert!(store.delete_agent("acct_a", "agent_1").await.unwrap());
+    assert!(!store.delete_agent("acct_a", "agent_1").await.unwrap());
+}
+
+pub async fn the_agent_plan_limit_is_exact_under_concurrency(store: std::sync::Arc<dyn Store>) {
+    store.create_account(&account("acct_a", "a")).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.create_agent(&agent(&format!("agent_{i}"), &format!("n{i}")), Some(5))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(CreateRefusal::PlanLimit { current }) => assert_eq!(current, 5),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ok, 5);
+    assert_eq!(
+        store
+            .list_agents("acct_a", &page(None, 100))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    // A delete frees a slot.
+    assert!(
+        store.delete_agent("acct_a", "agent_0").await.unwrap()
+            || store
+                .delete_agent(
+                    "acct_a",
+                    &store.list_agents("acct_a", &page(None, 1)).await.unwrap()[0].id
+                )
+                .await
+                .unwrap()
+    );
+    store
+        .create_agent(&agent("agent_new", "new"), Some(5))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+pub async fn idempotency_keys_claim_replay_and_expire(store: &dyn Store) {
+    assert_eq!(
+        store
+            .idem_begin("a", "POST /x", "k1", "h1", 100, 10)
+            .await
+            .unwrap(),
+        IdemState::Started
+    );
+    assert_eq!(
+        store
+            .idem_begin("a", "POST /x", "k1", "h1", 101, 10)
+            .await
+            .unwrap(),
+        IdemState::InFlight {
+            request_hash: "h1".into()
+        }
+    );
+    store
+        .idem_finish("a", "POST /x", "k1", 201, "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .idem_begin("a", "POST /x", "k1", "h2", 102, 10)
+            .await
+            .unwrap(),
+        IdemState::Done {
+            request_hash: "h1".into(),
+            status: 201,
+            response: "{}".into()
+        }
+    );
+    assert_eq!(
+        store
+            .idem_begin("b", "POST /x", "k1", "h1", 102, 10)
+            .await
+            .unwrap(),
+        IdemState::Started,
+        "keys are per account"
+    );
+    assert_eq!(
+        store
+            .idem_begin("a", "POST /x", "k1", "h3", 200, 10)
+            .await
+            .unwrap(),
+        IdemState::Started,
+        "expired keys start over"
+    );
+    store.idem_abandon("a", "POST /x", "k1").await.unwrap();
+    assert_eq!(
+        store
+            .idem_begin("a", "POST /x", "k1", "h4", 201, 10)
+            .await
+            .unwrap(),
+        IdemState::Started
+    );
+}

@@ -3,6 +3,7 @@
 //! No business rules live here or in SQL: the stores keep and return records; the engine decides.
 
 mod credits_sql;
+mod flows_sql;
 mod migrate;
 mod model;
 mod postgres;
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use model::{
-    Account, ApiKey, LeaseGrant, LedgerEntry, Page, UsageFilter, UsageRecord, UsageTotal, Wallet,
+    Account, AgentRecord, ApiKey, CreateRefusal, IdemState, LeaseGrant, LedgerEntry, Page,
+    UsageFilter, UsageRecord, UsageTotal, Wallet,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -156,9 +158,57 @@ pub trait UsageStore: Send + Sync {
     ) -> StoreResult<Vec<UsageTotal>>;
 }
 
+/// Agents, with the plan limit taken atomically with the insert.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Inserts unless the account already has `limit` agents or the name is taken.
+    async fn create_agent(
+        &self,
+        a: &AgentRecord,
+        limit: Option<i64>,
+    ) -> StoreResult<Result<(), CreateRefusal>>;
+    async fn get_agent(&self, account_id: &str, id: &str) -> StoreResult<Option<AgentRecord>>;
+    async fn list_agents(&self, account_id: &str, page: &Page) -> StoreResult<Vec<AgentRecord>>;
+    /// Replaces name and spec; `Ok(None)` when there is no such agent.
+    async fn update_agent(
+        &self,
+        a: &AgentRecord,
+    ) -> StoreResult<Result<Option<AgentRecord>, CreateRefusal>>;
+    /// True when an agent was deleted.
+    async fn delete_agent(&self, account_id: &str, id: &str) -> StoreResult<bool>;
+}
+
+/// Idempotency keys (24 h; older records are treated as absent and replaced).
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for this request, or reports what an earlier request with it did.
+    async fn idem_begin(
+        &self,
+        account_id: &str,
+        route: &str,
+        key: &str,
+        request_hash: &str,
+        now: i64,
+        ttl: i64,
+    ) -> StoreResult<IdemState>;
+    /// Stores the response of the request that claimed `key`.
+    async fn idem_finish(
+        &self,
+        account_id: &str,
+        route: &str,
+        key: &str,
+        status: i64,
+        response: &str,
+    ) -> StoreResult<()>;
+    /// Forgets `key` (the request failed in a way a retry should redo).
+    async fn idem_abandon(&self, account_id: &str, route: &str, key: &str) -> StoreResult<()>;
+}
+
 /// Everything a Sluice process needs from its database.
 #[async_trait]
-pub trait Store: AccountStore + KeyStore + CreditStore + UsageStore {
+pub trait Store:
+    AccountStore + KeyStore + CreditStore + UsageStore + AgentStore + IdempotencyStore
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Cheap round trip proving the store answers (for `/readyz`).

@@ -107,3 +107,39 @@ pub struct UsageTotal {
     pub completion_tokens: i64,
     pub cost: i64,
 }
+
+/// An agent as stored: identity and ownership in columns, the rest as one JSON document that the
+/// engine validates (so the store never needs to know an agent's fields).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub spec: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Why a create (or rename) was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateRefusal {
+    /// The plan allows no more; `current` is how many the account has.
+    PlanLimit { current: i64 },
+    /// The name is taken in this account.
+    NameTaken,
+}
+
+/// The state of an Idempotency-Key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdemState {
+    /// This request is the first with the key: go ahead.
+    Started,
+    /// The same key is being processed by another request.
+    InFlight { request_hash: String },
+    /// Done before: replay `status` and `response`.
+    Done {
+        request_hash: String,
+        status: i64,
+        response: String,
+    },
+}

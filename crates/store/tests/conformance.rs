@@ -31,6 +31,8 @@ macro_rules! all_cases {
             revoking_keeps_the_first_time,
             ping_answers,
             keys_are_found_with_their_accounts_tier,
+            agents_round_trip_with_unique_names,
+            idempotency_keys_claim_replay_and_expire,
             accounts_get_an_empty_wallet_and_top_ups_add_to_it,
             leases_grant_what_is_available_and_never_more,
             settling_charges_spend_and_refunds_the_rest,
@@ -38,6 +40,13 @@ macro_rules! all_cases {
             keys_with_a_spend_limit_get_a_wallet,
             usage_records_filter_and_total,
         );
+        #[tokio::test]
+        async fn the_agent_plan_limit_is_exact_under_concurrency() {
+            let db = TestDatabase::new($backend).await.expect("test database");
+            let store = db.open().await.expect("open store");
+            sluice_store::conformance::the_agent_plan_limit_is_exact_under_concurrency(store.clone()).await;
+            store.close().await;
+        }
         #[tokio::test]
         async fn concurrent_leases_never_overdraw() {
             let db = TestDatabase::new($backend).await.expect("test database");
