@@ -355,6 +355,7 @@ pub fn load(
             .map_or(defaults_b.cooldown, std::time::Duration::from_secs),
     };
     let settings = crate::Settings {
+        plans: crate::agents::PlanLimits::default(),
         rate_limits,
         starting_grant: c.starting_grant.unwrap_or(0),
         credits: crate::credits::CreditSettings {

@@ -4,6 +4,7 @@
 //! `Result<_, ApiError>`; the server only translates HTTP to these calls and back.
 
 pub mod accounts;
+pub mod agents;
 pub mod auth;
 pub mod billing;
 pub mod config;
@@ -46,6 +47,7 @@ pub struct Settings {
     /// Micro-credits every new account starts with.
     pub starting_grant: i64,
     pub rate_limits: limits::RateSettings,
+    pub plans: agents::PlanLimits,
 }
 
 /// Stops the engine's background work; `Engine::shutdown` flushes what it holds.

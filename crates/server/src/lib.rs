@@ -6,6 +6,7 @@
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod limits;
 pub mod ratelimit;
 pub mod routes;

@@ -35,6 +35,7 @@ pub fn test_settings() -> sluice_engine::Settings {
             ..Default::default()
         },
         starting_grant: 0,
+        plans: Default::default(),
         rate_limits: sluice_engine::limits::RateSettings {
             key_prefix: format!("sluice:test:{}:", sluice_types::id::random_base62(12)),
             ..Default::default()

@@ -224,7 +224,7 @@ impl ApiError {
             .next()
             .map(|c| c.to_uppercase().chain(chars).collect())
             .unwrap_or_default();
-        ApiError::new(ErrorKind::NotFound, format!("{title} not found."))
+        ApiError::new(ErrorKind::NotFound, format!("{title} not found"))
             .with_detail("resource_type", resource_type)
             .with_detail("resource_id", resource_id)
     }
@@ -292,6 +292,6 @@ mod tests {
     #[test]
     fn not_found_titles_the_resource() {
         let e = ApiError::not_found("agent", "agent_1");
-        assert_eq!(e.message, "Agent not found.");
+        assert_eq!(e.message, "Agent not found");
     }
 }

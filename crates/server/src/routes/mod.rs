@@ -1,8 +1,9 @@
 //! The route table. Each submodule owns one resource's handlers.
 
 mod accounts;
+mod agents;
 mod billing;
-mod gateway;
+pub(crate) mod gateway;
 mod keys;
 mod ops;
 
@@ -22,6 +23,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/models/{*id}", get(gateway::model))
         .route("/v1/chat/completions", post(gateway::chat))
         .route("/v1/embeddings", post(gateway::embeddings))
+        .route("/v1/agents", get(agents::list).post(agents::create))
+        .route(
+            "/v1/agents/{id}",
+            get(agents::get)
+                .patch(agents::update)
+                .delete(agents::delete),
+        )
+        .route("/v1/agents/{id}/runs", post(agents::run))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
         .route(
             "/v1/accounts/{id}",
