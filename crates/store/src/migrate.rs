@@ -9,43 +9,24 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../migrations/sqlite/0001_accounts_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../migrations/sqlite/0002_credits_usage.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../migrations/sqlite/0003_key_limits.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../migrations/sqlite/0004_agents_idempotency.sql"),
-    },
-];
+/// Both backends' migration lists from one list of file names (`migrations/<backend>/<name>.sql`).
+macro_rules! migrations {
+    ($($version:literal => $name:literal),* $(,)?) => {
+        pub(crate) const SQLITE: &[Migration] = &[
+            $(Migration { version: $version, sql: include_str!(concat!("../migrations/sqlite/", $name, ".sql")) },)*
+        ];
+        pub(crate) const POSTGRES: &[Migration] = &[
+            $(Migration { version: $version, sql: include_str!(concat!("../migrations/postgres/", $name, ".sql")) },)*
+        ];
+    };
+}
 
-pub(crate) const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../migrations/postgres/0001_accounts_keys.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../migrations/postgres/0002_credits_usage.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../migrations/postgres/0003_key_limits.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../migrations/postgres/0004_agents_idempotency.sql"),
-    },
-];
+migrations! {
+    1 => "0001_accounts_keys",
+    2 => "0002_credits_usage",
+    3 => "0003_key_limits",
+    4 => "0004_agents_idempotency",
+}
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS sluice_migrations \
      (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
