@@ -19,6 +19,7 @@ pub mod ratelimit_redis;
 pub mod routing;
 pub use sluice_types::secret;
 pub mod usage;
+pub mod workflow_def;
 
 use std::sync::Arc;
 

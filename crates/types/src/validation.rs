@@ -51,6 +51,11 @@ impl Errors {
         self.0.is_empty()
     }
 
+    /// The problems collected so far.
+    pub fn into_vec(self) -> Vec<FieldError> {
+        self.0
+    }
+
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             Ok(())
