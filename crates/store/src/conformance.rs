@@ -716,3 +716,106 @@ pub async fn idempotency_keys_claim_replay_and_expire(store: &dyn Store) {
         IdemState::Started
     );
 }
+
+// ---- workflows ----
+
+use crate::WorkflowRecord;
+
+fn workflow(id: &str, name: &str, version: i64) -> WorkflowRecord {
+    WorkflowRecord {
+        id: id.into(),
+        account_id: "acct_a".into(),
+        name: name.into(),
+        version,
+        spec: format!("{{\"v\":{version}}}"),
+        created_at: 1,
+        updated_at: version,
+    }
+}
+
+pub async fn workflows_keep_every_version_and_refuse_lost_updates(store: &dyn Store) {
+    store.create_account(&account("acct_a", "a")).await.unwrap();
+    store
+        .create_workflow(&workflow("wf_1", "etl", 1), Some(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .create_workflow(&workflow("wf_2", "etl", 1), Some(2))
+            .await
+            .unwrap(),
+        Err(CreateRefusal::NameTaken)
+    );
+    store
+        .create_workflow(&workflow("wf_3", "other", 1), Some(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .create_workflow(&workflow("wf_4", "third", 1), Some(2))
+            .await
+            .unwrap(),
+        Err(CreateRefusal::PlanLimit { current: 2 })
+    );
+    let v2 = store
+        .update_workflow(&workflow("wf_1", "etl", 2))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        store
+            .update_workflow(&workflow("wf_1", "etl", 2))
+            .await
+            .unwrap(),
+        Ok(None),
+        "a stale version is refused"
+    );
+    assert_eq!(
+        store
+            .update_workflow(&workflow("wf_1", "other", 3))
+            .await
+            .unwrap(),
+        Err(CreateRefusal::NameTaken)
+    );
+    assert_eq!(
+        store.workflow_version("wf_1", 1).await.unwrap().as_deref(),
+        Some("{\"v\":1}")
+    );
+    assert_eq!(
+        store.workflow_version("wf_1", 2).await.unwrap().as_deref(),
+        Some("{\"v\":2}")
+    );
+    assert_eq!(
+        store
+            .get_workflow("acct_a", "wf_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+    assert_eq!(store.get_workflow("acct_b", "wf_1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .list_workflows("acct_a", &page(None, 10))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(store.delete_workflow("acct_a", "wf_3").await.unwrap());
+    store
+        .create_workflow(&workflow("wf_5", "fifth", 1), Some(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.workflow_version("wf_1", 1).await.unwrap().is_some(),
+        true,
+        "versions outlive edits"
+    );
+}

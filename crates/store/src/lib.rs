@@ -9,6 +9,7 @@ mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod workflow_sql;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 
 pub use model::{
     Account, AgentRecord, ApiKey, CreateRefusal, IdemState, LeaseGrant, LedgerEntry, Page,
-    UsageFilter, UsageRecord, UsageTotal, Wallet,
+    UsageFilter, UsageRecord, UsageTotal, Wallet, WorkflowRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -178,6 +179,37 @@ pub trait AgentStore: Send + Sync {
     async fn delete_agent(&self, account_id: &str, id: &str) -> StoreResult<bool>;
 }
 
+/// Workflows and their versions, with the plan limit taken atomically with the insert.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Inserts version 1 unless the account is at `limit` or the name is taken.
+    async fn create_workflow(
+        &self,
+        w: &WorkflowRecord,
+        limit: Option<i64>,
+    ) -> StoreResult<Result<(), CreateRefusal>>;
+    async fn get_workflow(&self, account_id: &str, id: &str)
+        -> StoreResult<Option<WorkflowRecord>>;
+    async fn list_workflows(
+        &self,
+        account_id: &str,
+        page: &Page,
+    ) -> StoreResult<Vec<WorkflowRecord>>;
+    /// Saves `w` as version `w.version` if the stored version is `w.version - 1` (no lost
+    /// updates); `Ok(None)` when there is no such workflow or it changed meanwhile.
+    async fn update_workflow(
+        &self,
+        w: &WorkflowRecord,
+    ) -> StoreResult<Result<Option<WorkflowRecord>, CreateRefusal>>;
+    async fn delete_workflow(&self, account_id: &str, id: &str) -> StoreResult<bool>;
+    /// The spec of one saved version.
+    async fn workflow_version(
+        &self,
+        workflow_id: &str,
+        version: i64,
+    ) -> StoreResult<Option<String>>;
+}
+
 /// Idempotency keys (24 h; older records are treated as absent and replaced).
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
@@ -207,7 +239,7 @@ pub trait IdempotencyStore: Send + Sync {
 /// Everything a Sluice process needs from its database.
 #[async_trait]
 pub trait Store:
-    AccountStore + KeyStore + CreditStore + UsageStore + AgentStore + IdempotencyStore
+    AccountStore + KeyStore + CreditStore + UsageStore + AgentStore + IdempotencyStore + WorkflowStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

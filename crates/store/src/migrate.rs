@@ -26,6 +26,7 @@ migrations! {
     2 => "0002_credits_usage",
     3 => "0003_key_limits",
     4 => "0004_agents_idempotency",
+    5 => "0005_workflows",
 }
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS sluice_migrations \

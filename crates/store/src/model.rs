@@ -143,3 +143,15 @@ pub enum IdemState {
         response: String,
     },
 }
+
+/// A workflow as stored: the current version's spec; older versions are kept separately.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowRecord {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub version: i64,
+    pub spec: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

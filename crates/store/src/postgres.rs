@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::{backend_err, credits_sql, flows_sql, migrate, sql, Store, StoreResult};
+use crate::{backend_err, credits_sql, flows_sql, migrate, sql, workflow_sql, Store, StoreResult};
 
 /// Advisory lock id held while migrating, so concurrent starts apply each migration once.
 const MIGRATION_LOCK: i64 = 0x51_1CE0;
@@ -43,6 +43,7 @@ impl PgStore {
 sql::impl_common!(PgStore);
 credits_sql::impl_credits!(PgStore);
 flows_sql::impl_flows!(PgStore);
+workflow_sql::impl_workflows!(PgStore);
 
 #[async_trait]
 impl Store for PgStore {

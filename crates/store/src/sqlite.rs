@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use crate::{backend_err, credits_sql, flows_sql, migrate, sql, Store, StoreResult};
+use crate::{backend_err, credits_sql, flows_sql, migrate, sql, workflow_sql, Store, StoreResult};
 
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
@@ -55,6 +55,7 @@ impl SqliteStore {
 sql::impl_common!(SqliteStore);
 credits_sql::impl_credits!(SqliteStore);
 flows_sql::impl_flows!(SqliteStore);
+workflow_sql::impl_workflows!(SqliteStore);
 
 #[async_trait]
 impl Store for SqliteStore {

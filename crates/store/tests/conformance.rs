@@ -33,6 +33,7 @@ macro_rules! all_cases {
             keys_are_found_with_their_accounts_tier,
             agents_round_trip_with_unique_names,
             idempotency_keys_claim_replay_and_expire,
+            workflows_keep_every_version_and_refuse_lost_updates,
             accounts_get_an_empty_wallet_and_top_ups_add_to_it,
             leases_grant_what_is_available_and_never_more,
             settling_charges_spend_and_refunds_the_rest,
