@@ -217,15 +217,11 @@ fn check_params(env: &minijinja::Environment<'static>, e: &mut Errors, at: &str,
             }
             require_str(e, p, &at, "input");
         }
-        "transform" => {
-            if !p.contains_key("template") {
-                e.add(
-                    format!("{at}.template"),
-                    "required",
-                    "template is required (any JSON; strings are templates)",
-                );
-            }
-        }
+        "transform" if !p.contains_key("template") => e.add(
+            format!("{at}.template"),
+            "required",
+            "template is required (any JSON; strings are templates)",
+        ),
         "condition" => {
             if let Some(expr) = require_str(e, p, &at, "expression") {
                 if let Err(err) = env.compile_expression(&expr) {
