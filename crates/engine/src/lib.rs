@@ -20,6 +20,7 @@ pub mod routing;
 pub use sluice_types::secret;
 pub mod usage;
 pub mod workflow_def;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub struct Settings {
     pub starting_grant: i64,
     pub rate_limits: limits::RateSettings,
     pub plans: agents::PlanLimits,
+    pub workflow_limits: workflow_def::DefinitionLimits,
 }
 
 /// Stops the engine's background work; `Engine::shutdown` flushes what it holds.

@@ -36,6 +36,7 @@ pub fn test_settings() -> sluice_engine::Settings {
         },
         starting_grant: 0,
         plans: Default::default(),
+        workflow_limits: Default::default(),
         rate_limits: sluice_engine::limits::RateSettings {
             key_prefix: format!("sluice:test:{}:", sluice_types::id::random_base62(12)),
             ..Default::default()

@@ -6,6 +6,7 @@ mod billing;
 pub(crate) mod gateway;
 mod keys;
 mod ops;
+mod workflows;
 
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
@@ -31,6 +32,16 @@ pub fn router() -> Router<AppState> {
                 .delete(agents::delete),
         )
         .route("/v1/agents/{id}/runs", post(agents::run))
+        .route(
+            "/v1/workflows",
+            get(workflows::list).post(workflows::create),
+        )
+        .route(
+            "/v1/workflows/{id}",
+            get(workflows::get)
+                .patch(workflows::update)
+                .delete(workflows::delete),
+        )
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
         .route(
             "/v1/accounts/{id}",

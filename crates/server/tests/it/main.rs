@@ -10,6 +10,7 @@ mod gateway;
 mod keys;
 mod limits;
 mod routing;
+mod workflows;
 
 use reqwest::Response;
 use serde_json::Value;
