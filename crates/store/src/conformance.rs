@@ -818,3 +818,171 @@ pub async fn workflows_keep_every_version_and_refuse_lost_updates(store: &dyn St
         "versions outlive edits"
     );
 }
+
+// ---- executions ----
+
+use crate::{ExecutionRecord, NodeRun};
+
+fn execution(id: &str, run_after: i64) -> ExecutionRecord {
+    ExecutionRecord {
+        id: id.into(),
+        account_id: "acct_a".into(),
+        workflow_id: "wf_1".into(),
+        version: 1,
+        key_id: "key_1".into(),
+        status: "queued".into(),
+        input: "{}".into(),
+        timeout_at: 1_000_000,
+        created_at: 1,
+        run_after,
+        ..Default::default()
+    }
+}
+
+pub async fn executions_are_claimed_once_and_reclaimed_after_a_lapsed_lease(store: &dyn Store) {
+    store
+        .create_execution(&execution("exec_1", 100))
+        .await
+        .unwrap();
+    store
+        .create_execution(&execution("exec_2", 500))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_execution("w1", 50, 1_000).await.unwrap(),
+        None,
+        "nothing due yet"
+    );
+    let got = store
+        .claim_execution("w1", 100, 1_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.id.as_str(), got.status.as_str(), got.started_at),
+        ("exec_1", "running", Some(100))
+    );
+    assert_eq!(
+        store.claim_execution("w2", 200, 1_000).await.unwrap(),
+        None,
+        "exec_1 is leased, exec_2 not due"
+    );
+    assert!(store.renew_lease("exec_1", "w1", 2_000).await.unwrap());
+    assert!(
+        !store.renew_lease("exec_1", "w2", 2_000).await.unwrap(),
+        "only the owner renews"
+    );
+    // The owner dies: once its lease lapses another worker takes the execution over.
+    let got = store
+        .claim_execution("w2", 2_001, 1_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, "exec_1");
+    assert_eq!(got.started_at, Some(100));
+    store
+        .release_execution("exec_1", "w2", 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_execution("w3", 3_000, 1_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "exec_2"
+    );
+    assert!(store
+        .finish_execution("exec_2", "succeeded", Some("{}"), None, 3_001)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .finish_execution("exec_2", "failed", None, None, 3_002)
+            .await
+            .unwrap(),
+        "terminal states stick"
+    );
+    assert_eq!(
+        store
+            .get_execution("acct_a", "exec_2")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "succeeded"
+    );
+    assert_eq!(
+        store.claim_execution("w3", 3_003, 1_000).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .list_executions("acct_a", Some("wf_1"), Some("running"), &page(None, 10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn concurrent_claims_hand_each_execution_to_one_worker(store: std::sync::Arc<dyn Store>) {
+    for i in 0..10 {
+        store
+            .create_execution(&execution(&format!("exec_{i}"), 1))
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = (0..30)
+        .map(|w| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.claim_execution(&format!("w{w}"), 10, 60_000)
+                    .await
+                    .unwrap()
+                    .map(|e| e.id)
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(id) = t.await.unwrap() {
+            got.push(id);
+        }
+    }
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 10, "ten claims, no execution twice: {got:?}");
+}
+
+pub async fn node_runs_and_events_are_kept_in_order(store: &dyn Store) {
+    store
+        .create_execution(&execution("exec_1", 1))
+        .await
+        .unwrap();
+    let mut run = NodeRun {
+        execution_id: "exec_1".into(),
+        node_id: "a".into(),
+        status: "running".into(),
+        attempts: 1,
+        started_at: Some(5),
+        ..Default::default()
+    };
+    store.save_node_run(&run).await.unwrap();
+    run.status = "succeeded".into();
+    run.output = Some("{\"x\":1}".into());
+    store.save_node_run(&run).await.unwrap();
+    assert_eq!(store.node_runs("exec_1").await.unwrap(), vec![run]);
+    for k in ["execution_started", "node_started", "node_finished"] {
+        store.append_event("exec_1", k, "{}", 1).await.unwrap();
+    }
+    let after = store.events_after("exec_1", 1).await.unwrap();
+    assert_eq!(
+        after
+            .iter()
+            .map(|e| (e.n, e.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "node_started"), (3, "node_finished")]
+    );
+}

@@ -3,6 +3,7 @@
 //! No business rules live here or in SQL: the stores keep and return records; the engine decides.
 
 mod credits_sql;
+mod execution_sql;
 mod flows_sql;
 mod migrate;
 mod model;
@@ -21,8 +22,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use model::{
-    Account, AgentRecord, ApiKey, CreateRefusal, IdemState, LeaseGrant, LedgerEntry, Page,
-    UsageFilter, UsageRecord, UsageTotal, Wallet, WorkflowRecord,
+    Account, AgentRecord, ApiKey, CreateRefusal, ExecutionEvent, ExecutionRecord, IdemState,
+    LeaseGrant, LedgerEntry, NodeRun, Page, UsageFilter, UsageRecord, UsageTotal, Wallet,
+    WorkflowRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -210,6 +212,62 @@ pub trait WorkflowStore: Send + Sync {
     ) -> StoreResult<Option<String>>;
 }
 
+/// Executions, their node runs and event log, and the queue that hands them to workers.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    async fn create_execution(&self, e: &ExecutionRecord) -> StoreResult<()>;
+    async fn get_execution(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<ExecutionRecord>>;
+    /// Newest first, optionally one workflow's or one status.
+    async fn list_executions(
+        &self,
+        account_id: &str,
+        workflow_id: Option<&str>,
+        status: Option<&str>,
+        page: &Page,
+    ) -> StoreResult<Vec<ExecutionRecord>>;
+    /// Takes the oldest unfinished execution that is due and not leased (or whose lease lapsed —
+    /// its worker died), leasing it to `owner` until `now + lease_ms`. Several instances may call
+    /// this at once: each execution goes to one.
+    async fn claim_execution(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> StoreResult<Option<ExecutionRecord>>;
+    /// Extends `owner`'s lease; false when it no longer holds it (or the execution ended).
+    async fn renew_lease(&self, id: &str, owner: &str, until: i64) -> StoreResult<bool>;
+    /// Gives the execution back to the queue, due at `run_after`.
+    async fn release_execution(&self, id: &str, owner: &str, run_after: i64) -> StoreResult<()>;
+    /// Sets a terminal status unless one is set already; true when this call set it.
+    async fn finish_execution(
+        &self,
+        id: &str,
+        status: &str,
+        output: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn node_runs(&self, execution_id: &str) -> StoreResult<Vec<NodeRun>>;
+    async fn save_node_run(&self, run: &NodeRun) -> StoreResult<()>;
+    /// Appends to the event log; returns the event's number.
+    async fn append_event(
+        &self,
+        execution_id: &str,
+        kind: &str,
+        data: &str,
+        now: i64,
+    ) -> StoreResult<i64>;
+    async fn events_after(
+        &self,
+        execution_id: &str,
+        after: i64,
+    ) -> StoreResult<Vec<ExecutionEvent>>;
+}
+
 /// Idempotency keys (24 h; older records are treated as absent and replaced).
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
@@ -239,7 +297,14 @@ pub trait IdempotencyStore: Send + Sync {
 /// Everything a Sluice process needs from its database.
 #[async_trait]
 pub trait Store:
-    AccountStore + KeyStore + CreditStore + UsageStore + AgentStore + IdempotencyStore + WorkflowStore
+    AccountStore
+    + KeyStore
+    + CreditStore
+    + UsageStore
+    + AgentStore
+    + IdempotencyStore
+    + WorkflowStore
+    + ExecutionStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -27,6 +27,7 @@ migrations! {
     3 => "0003_key_limits",
     4 => "0004_agents_idempotency",
     5 => "0005_workflows",
+    6 => "0006_executions",
 }
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS sluice_migrations \

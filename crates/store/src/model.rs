@@ -155,3 +155,49 @@ pub struct WorkflowRecord {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// An execution row (times in Unix milliseconds; JSON fields as text).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub account_id: String,
+    pub workflow_id: String,
+    pub version: i64,
+    /// The key that started it: its allowlist, limits and credits apply to its model calls.
+    pub key_id: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `timed_out`, `cancelled`.
+    pub status: String,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub timeout_at: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub run_after: i64,
+}
+
+/// One node's progress in one execution.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeRun {
+    pub execution_id: String,
+    pub node_id: String,
+    /// `running`, `succeeded`, `failed`, `skipped`, `waiting`.
+    pub status: String,
+    pub attempts: i64,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// For `waiting` (a delay, or a retry's backoff): when to continue.
+    pub resume_at: Option<i64>,
+}
+
+/// One entry of an execution's event log (numbered from 1, for `Last-Event-ID`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionEvent {
+    pub n: i64,
+    pub kind: String,
+    pub data: String,
+    pub created_at: i64,
+}

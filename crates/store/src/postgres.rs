@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::{backend_err, credits_sql, flows_sql, migrate, sql, workflow_sql, Store, StoreResult};
+use crate::{
+    backend_err, credits_sql, execution_sql, flows_sql, migrate, sql, workflow_sql, Store,
+    StoreResult,
+};
 
 /// Advisory lock id held while migrating, so concurrent starts apply each migration once.
 const MIGRATION_LOCK: i64 = 0x51_1CE0;
@@ -44,6 +47,7 @@ sql::impl_common!(PgStore);
 credits_sql::impl_credits!(PgStore);
 flows_sql::impl_flows!(PgStore);
 workflow_sql::impl_workflows!(PgStore);
+execution_sql::impl_executions!(PgStore, "FOR UPDATE SKIP LOCKED");
 
 #[async_trait]
 impl Store for PgStore {

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use crate::{backend_err, credits_sql, flows_sql, migrate, sql, workflow_sql, Store, StoreResult};
+use crate::{
+    backend_err, credits_sql, execution_sql, flows_sql, migrate, sql, workflow_sql, Store,
+    StoreResult,
+};
 
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
@@ -56,6 +59,7 @@ sql::impl_common!(SqliteStore);
 credits_sql::impl_credits!(SqliteStore);
 flows_sql::impl_flows!(SqliteStore);
 workflow_sql::impl_workflows!(SqliteStore);
+execution_sql::impl_executions!(SqliteStore, "");
 
 #[async_trait]
 impl Store for SqliteStore {

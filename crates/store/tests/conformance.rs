@@ -34,6 +34,8 @@ macro_rules! all_cases {
             agents_round_trip_with_unique_names,
             idempotency_keys_claim_replay_and_expire,
             workflows_keep_every_version_and_refuse_lost_updates,
+            executions_are_claimed_once_and_reclaimed_after_a_lapsed_lease,
+            node_runs_and_events_are_kept_in_order,
             accounts_get_an_empty_wallet_and_top_ups_add_to_it,
             leases_grant_what_is_available_and_never_more,
             settling_charges_spend_and_refunds_the_rest,
@@ -46,6 +48,13 @@ macro_rules! all_cases {
             let db = TestDatabase::new($backend).await.expect("test database");
             let store = db.open().await.expect("open store");
             sluice_store::conformance::the_agent_plan_limit_is_exact_under_concurrency(store.clone()).await;
+            store.close().await;
+        }
+        #[tokio::test]
+        async fn concurrent_claims_hand_each_execution_to_one_worker() {
+            let db = TestDatabase::new($backend).await.expect("test database");
+            let store = db.open().await.expect("open store");
+            sluice_store::conformance::concurrent_claims_hand_each_execution_to_one_worker(store.clone()).await;
             store.close().await;
         }
         #[tokio::test]
