@@ -357,6 +357,8 @@ pub fn load(
     let settings = crate::Settings {
         plans: crate::agents::PlanLimits::default(),
         workflow_limits: crate::workflow_def::DefinitionLimits::default(),
+        allow_private_networks: false,
+        executor: crate::executor::ExecutorSettings::default(),
         rate_limits,
         starting_grant: c.starting_grant.unwrap_or(0),
         credits: crate::credits::CreditSettings {

@@ -10,6 +10,8 @@ pub mod billing;
 pub mod config;
 pub mod credits;
 pub mod demo;
+pub mod executions;
+pub mod executor;
 pub mod keys;
 pub mod limits;
 pub mod list;
@@ -51,6 +53,9 @@ pub struct Settings {
     pub rate_limits: limits::RateSettings,
     pub plans: agents::PlanLimits,
     pub workflow_limits: workflow_def::DefinitionLimits,
+    /// Let `http_request` nodes reach loopback, private and link-local addresses (tests, on-prem).
+    pub allow_private_networks: bool,
+    pub executor: executor::ExecutorSettings,
 }
 
 /// Stops the engine's background work; `Engine::shutdown` flushes what it holds.

@@ -241,6 +241,8 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
         println!("Demo key (account `demo`, model `demo`): {secret}");
     }
     let background = engine.start_background();
+    let (stop_workers, workers_rx) = tokio::sync::watch::channel(false);
+    let workers = engine.start_executor(engine.settings.executor.clone(), workers_rx);
     let app = sluice_server::app(engine.clone(), None);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let result = sluice_server::serve::serve(
@@ -251,7 +253,12 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string());
-    // Requests have drained: write the last charges and usage records before closing the store.
+    // Requests have drained. Workers finish their current step (an execution they leave is
+    // resumed by any instance once its lease lapses), then charges and usage are written.
+    let _ = stop_workers.send(true);
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+    }
     engine.shutdown(background).await;
     engine.store.close().await;
     tracing::info!("stopped");

@@ -37,6 +37,11 @@ pub fn test_settings() -> sluice_engine::Settings {
         starting_grant: 0,
         plans: Default::default(),
         workflow_limits: Default::default(),
+        allow_private_networks: true,
+        executor: sluice_engine::executor::ExecutorSettings {
+            workers: 4,
+            poll_interval: std::time::Duration::from_millis(20),
+        },
         rate_limits: sluice_engine::limits::RateSettings {
             key_prefix: format!("sluice:test:{}:", sluice_types::id::random_base62(12)),
             ..Default::default()
@@ -116,6 +121,8 @@ impl TestServer {
         let app = sluice_server::app(engine.clone(), extra);
         let (stop, stopped) = oneshot::channel::<()>();
         let background = engine.start_background();
+        let (stop_workers, workers_rx) = tokio::sync::watch::channel(false);
+        let workers = engine.start_executor(engine.settings.executor.clone(), workers_rx);
         let bg_engine = engine.clone();
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -128,7 +135,11 @@ impl TestServer {
                 std::time::Duration::from_secs(5),
             )
             .await;
-            // As `sluice serve` does: settle credits and store usage after the last request.
+            // As `sluice serve` does: stop the workers, settle credits, store usage.
+            let _ = stop_workers.send(true);
+            for w in workers {
+                let _ = w.await;
+            }
             bg_engine.shutdown(background).await;
         });
         TestServer {

@@ -3,6 +3,7 @@
 mod accounts;
 mod agents;
 mod billing;
+mod executions;
 pub(crate) mod gateway;
 mod keys;
 mod ops;
@@ -42,6 +43,11 @@ pub fn router() -> Router<AppState> {
                 .patch(workflows::update)
                 .delete(workflows::delete),
         )
+        .route("/v1/workflows/{id}/executions", post(executions::start))
+        .route("/v1/executions", get(executions::list))
+        .route("/v1/executions/{id}", get(executions::get))
+        .route("/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/v1/executions/{id}/events", get(executions::events))
         .route("/v1/accounts", get(accounts::list).post(accounts::create))
         .route(
             "/v1/accounts/{id}",

@@ -1,0 +1,581 @@
+//! Durable workflow executions. The store is the source of truth: every state change is written
+//! before it is acted on, workers claim executions with leases (a dead worker's lease lapses and
+//! another instance takes over), finished nodes are never run again, and the interrupted node is
+//! retried under its retry policy. Timeouts are enforced by whoever holds the lease.
+
+pub mod nodes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+use sluice_store::{ExecutionRecord, NodeRun};
+use sluice_types::{id, ApiError, Dialect, ErrorKind, Principal};
+
+use crate::workflow_def::{Definition, Node};
+use crate::workflows::WorkflowSpec;
+use crate::Engine;
+
+/// Lease length; renewed every `HEARTBEAT`, so a dead worker's executions move on within it.
+const LEASE_MS: i64 = 5_000;
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Executor tunables (`[executions]`).
+#[derive(Clone, Debug)]
+pub struct ExecutorSettings {
+    /// Executions one instance works on at once.
+    pub workers: usize,
+    /// How often an idle worker looks for work.
+    pub poll_interval: Duration,
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        ExecutorSettings {
+            workers: 4,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The error stored on a failed or timed-out execution, in the envelope's shape (flows dialect).
+pub fn error_json(e: &ApiError) -> String {
+    let mut inner = json!({
+        "code": e.kind.code(Dialect::Flows),
+        "message": e.message,
+        "type": e.kind.error_type().as_str(),
+        "param": e.param,
+    });
+    if let Some(d) = &e.details {
+        inner["details"] = Value::Object(d.clone());
+    }
+    json!({"error": inner}).to_string()
+}
+
+pub fn node_failed(exec: &str, node: &str, what: &str) -> ApiError {
+    ApiError::new(ErrorKind::ExecutionFailed, "Workflow execution failed")
+        .with_detail("execution_id", exec)
+        .with_detail("node_id", node)
+        .with_detail("node_error", what)
+}
+
+pub fn timed_out(exec: &ExecutionRecord, timeout_seconds: u64, now: i64) -> ApiError {
+    let started = exec.started_at.unwrap_or(exec.created_at);
+    ApiError::new(ErrorKind::ExecutionTimeout, "Workflow execution timed out")
+        .with_detail("execution_id", exec.id.as_str())
+        .with_detail("timeout_seconds", timeout_seconds)
+        .with_detail(
+            "elapsed_seconds",
+            ((now - started).max(0) as f64 / 1000.0).round() as u64,
+        )
+}
+
+enum Step {
+    /// Keep going.
+    Continue,
+    /// Nothing to do until this time (a delay or a retry's backoff): give the execution back.
+    WaitUntil(i64),
+    /// The execution ended.
+    Done,
+}
+
+impl Engine {
+    async fn event(&self, exec: &str, kind: &str, data: Value) {
+        if let Err(e) = self
+            .store
+            .append_event(exec, kind, &data.to_string(), now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, exec, kind, "execution event not stored");
+        }
+    }
+
+    async fn principal_for(&self, exec: &ExecutionRecord) -> Result<Principal, String> {
+        let key = self
+            .store
+            .get_key(&exec.key_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the key that started this execution no longer exists")?;
+        if key.revoked_at.is_some() {
+            return Err("the key that started this execution was revoked".to_owned());
+        }
+        let tier = self
+            .store
+            .get_account(&key.account_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|a| a.tier)
+            .unwrap_or_default();
+        Ok(Principal {
+            key_id: key.id,
+            account_id: key.account_id,
+            scopes: key.scopes,
+            models: key.models,
+            spend_limited: key.max_spend.is_some(),
+            tier,
+            key_limits: key.limits,
+        })
+    }
+
+    async fn finish(
+        &self,
+        exec: &ExecutionRecord,
+        status: &str,
+        output: Option<Value>,
+        error: Option<&ApiError>,
+    ) {
+        let out = output.as_ref().map(Value::to_string);
+        let err = error.map(error_json);
+        match self
+            .store
+            .finish_execution(&exec.id, status, out.as_deref(), err.as_deref(), now_ms())
+            .await
+        {
+            Ok(true) => {
+                let mut data = json!({"status": status});
+                if let Some(o) = output {
+                    data["output"] = o;
+                }
+                if let Some(e) = err.and_then(|e| serde_json::from_str::<Value>(&e).ok()) {
+                    data["error"] = e["error"].clone();
+                }
+                self.event(&exec.id, "execution_finished", data).await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, exec = exec.id.as_str(), "execution result not stored")
+            }
+        }
+    }
+
+    /// Runs one node once; `Ok(output)` or `Err(message)`.
+    async fn run_node(
+        &self,
+        exec: &ExecutionRecord,
+        who: &Result<Principal, String>,
+        node: &Node,
+        ctx: &Value,
+        attempt: i64,
+        deadline: i64,
+    ) -> Result<Value, String> {
+        let node_timeout = node.timeout_seconds.map_or(i64::MAX, |s| s as i64 * 1000);
+        let left = (deadline - now_ms()).clamp(1, node_timeout);
+        let timeout = Duration::from_millis(left as u64);
+        let params = nodes::render(&Value::Object(node.params.clone()), ctx)?;
+        let work = async {
+            match node.kind.as_str() {
+                "transform" => Ok(params["template"].clone()),
+                "condition" => {
+                    let expr = node
+                        .params
+                        .get("expression")
+                        .and_then(Value::as_str)
+                        .unwrap_or("false");
+                    nodes::condition(expr, ctx).map(Value::Bool)
+                }
+                "http_request" => {
+                    let key = format!("{}:{}:{attempt}", exec.id, node.id);
+                    nodes::http_request(
+                        self.settings.allow_private_networks,
+                        &params,
+                        &key,
+                        timeout,
+                    )
+                    .await
+                }
+                "llm" => {
+                    let who = who.as_ref().map_err(Clone::clone)?;
+                    nodes::chat(self, who, nodes::llm_request(&params), id::new_id("req")).await
+                }
+                "agent" => {
+                    let who = who.as_ref().map_err(Clone::clone)?;
+                    let agent_id = params["agent_id"].as_str().unwrap_or_default();
+                    let agent = self.get_agent(who, agent_id).await.map_err(|e| e.message)?;
+                    let req = Engine::run_request(&agent.spec, &json!({"input": params["input"]}))
+                        .map_err(|e| e.message)?;
+                    nodes::chat(self, who, req, id::new_id("req")).await
+                }
+                other => Err(format!("unknown node type {other}")),
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "Node timed out after {}s",
+                timeout.as_secs_f64().round()
+            )),
+        }
+    }
+
+    /// One pass over the DAG: settle what can be settled, run every ready node concurrently.
+    async fn step(
+        &self,
+        exec: &ExecutionRecord,
+        def: &Definition,
+        who: &Result<Principal, String>,
+    ) -> Step {
+        let now = now_ms();
+        if now >= exec.timeout_at {
+            self.finish(
+                exec,
+                "timed_out",
+                None,
+                Some(&timed_out(exec, def.timeout_seconds, now)),
+            )
+            .await;
+            return Step::Done;
+        }
+        let runs: HashMap<String, NodeRun> = match self.store.node_runs(&exec.id).await {
+            Ok(r) => r.into_iter().map(|r| (r.node_id.clone(), r)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read node runs; will retry");
+                return Step::WaitUntil(now + 1_000);
+            }
+        };
+        let status = |id: &str| runs.get(id).map(|r| r.status.as_str()).unwrap_or("pending");
+        let mut outputs = Map::new();
+        for r in runs.values().filter(|r| r.status == "succeeded") {
+            let v = r
+                .output
+                .as_deref()
+                .and_then(|o| serde_json::from_str(o).ok())
+                .unwrap_or(Value::Null);
+            outputs.insert(r.node_id.clone(), v);
+        }
+        if let Some(failed) = runs.values().find(|r| r.status == "failed") {
+            let err = node_failed(
+                &exec.id,
+                &failed.node_id,
+                failed.error.as_deref().unwrap_or("failed"),
+            );
+            self.finish(exec, "failed", None, Some(&err)).await;
+            return Step::Done;
+        }
+        let input: Value = serde_json::from_str(&exec.input).unwrap_or(Value::Null);
+        let ctx = nodes::context(&input, &outputs);
+        // An edge is taken when its source succeeded (and, from a condition, chose its `when`).
+        let taken = |from: &str, when: Option<bool>| -> Option<bool> {
+            match status(from) {
+                "succeeded" => {
+                    Some(when.is_none_or(|w| outputs.get(from) == Some(&Value::Bool(w))))
+                }
+                "skipped" => Some(false),
+                _ => None,
+            }
+        };
+        let mut ready: Vec<&Node> = Vec::new();
+        let mut soonest: Option<i64> = None;
+        let mut skips = Vec::new();
+        for node in &def.nodes {
+            let st = status(&node.id);
+            if matches!(st, "succeeded" | "skipped") {
+                continue;
+            }
+            let incoming: Vec<Option<bool>> = def
+                .edges
+                .iter()
+                .filter(|e| e.to == node.id)
+                .map(|e| taken(&e.from, e.when))
+                .collect();
+            if incoming.iter().any(Option::is_none) {
+                continue;
+            }
+            if !incoming.is_empty() && !incoming.contains(&Some(true)) {
+                skips.push(node.id.clone());
+                continue;
+            }
+            match (st, runs.get(&node.id).and_then(|r| r.resume_at)) {
+                ("waiting", Some(at)) if at > now => {
+                    soonest = Some(soonest.map_or(at, |s| s.min(at)))
+                }
+                _ => ready.push(node),
+            }
+        }
+        for id in &skips {
+            let run = NodeRun {
+                execution_id: exec.id.clone(),
+                node_id: id.clone(),
+                status: "skipped".into(),
+                finished_at: Some(now),
+                ..Default::default()
+            };
+            let _ = self.store.save_node_run(&run).await;
+            self.event(
+                &exec.id,
+                "node_finished",
+                json!({"node_id": id, "status": "skipped"}),
+            )
+            .await;
+        }
+        if !skips.is_empty() {
+            return Step::Continue;
+        }
+        if ready.is_empty() {
+            if let Some(at) = soonest {
+                return Step::WaitUntil(at.min(exec.timeout_at));
+            }
+            // Everything has settled: the outputs of the nodes nothing follows are the result.
+            let sinks: Map<String, Value> = def
+                .nodes
+                .iter()
+                .filter(|n| {
+                    status(&n.id) == "succeeded"
+                        && !def
+                            .edges
+                            .iter()
+                            .any(|e| e.from == n.id && status(&e.to) == "succeeded")
+                })
+                .map(|n| {
+                    (
+                        n.id.clone(),
+                        outputs.get(&n.id).cloned().unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            self.finish(exec, "succeeded", Some(Value::Object(sinks)), None)
+                .await;
+            return Step::Done;
+        }
+        let results = join_all(ready.into_iter().map(|node| {
+            let prior = runs.get(&node.id).cloned();
+            let ctx = &ctx;
+            async move { self.attempt(exec, who, node, prior, ctx).await }
+        }))
+        .await;
+        match results.into_iter().flatten().min() {
+            Some(at) => Step::WaitUntil(at),
+            None => Step::Continue,
+        }
+    }
+
+    /// One attempt at one node, persisted before and after. Returns a time to come back at when
+    /// the node now waits (a delay, or a retry's backoff).
+    async fn attempt(
+        &self,
+        exec: &ExecutionRecord,
+        who: &Result<Principal, String>,
+        node: &Node,
+        prior: Option<NodeRun>,
+        ctx: &Value,
+    ) -> Option<i64> {
+        let now = now_ms();
+        let mut run = prior.unwrap_or_else(|| NodeRun {
+            execution_id: exec.id.clone(),
+            node_id: node.id.clone(),
+            ..Default::default()
+        });
+        if node.kind == "delay" {
+            if run.status == "waiting" {
+                run.status = "succeeded".into();
+                run.output =
+                    Some(json!({"waited_seconds": node.params.get("seconds")}).to_string());
+                run.finished_at = Some(now);
+                let _ = self.store.save_node_run(&run).await;
+                self.event(
+                    &exec.id,
+                    "node_finished",
+                    json!({"node_id": node.id, "status": "succeeded"}),
+                )
+                .await;
+                return None;
+            }
+            let secs = node
+                .params
+                .get("seconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            let at = now + (secs * 1000.0) as i64;
+            run.status = "waiting".into();
+            run.attempts = 1;
+            run.started_at = Some(now);
+            run.resume_at = Some(at);
+            let _ = self.store.save_node_run(&run).await;
+            self.event(
+                &exec.id,
+                "node_started",
+                json!({"node_id": node.id, "attempt": 1}),
+            )
+            .await;
+            return Some(at);
+        }
+        // A run left `running` was interrupted (its worker died): that attempt counts.
+        run.attempts += 1;
+        run.status = "running".into();
+        run.started_at = Some(now);
+        run.resume_at = None;
+        if let Err(e) = self.store.save_node_run(&run).await {
+            tracing::warn!(error = %e, "node start not stored");
+            return Some(now + 1_000);
+        }
+        self.event(
+            &exec.id,
+            "node_started",
+            json!({"node_id": node.id, "attempt": run.attempts}),
+        )
+        .await;
+        let result = self
+            .run_node(exec, who, node, ctx, run.attempts, exec.timeout_at)
+            .await;
+        let done = now_ms();
+        match result {
+            Ok(out) => {
+                run.status = "succeeded".into();
+                run.output = Some(out.to_string());
+                run.error = None;
+                run.finished_at = Some(done);
+                let _ = self.store.save_node_run(&run).await;
+                self.event(
+                    &exec.id,
+                    "node_finished",
+                    json!({"node_id": node.id, "status": "succeeded", "attempt": run.attempts}),
+                )
+                .await;
+                None
+            }
+            Err(what) => {
+                run.error = Some(what.clone());
+                run.finished_at = Some(done);
+                let retry = run.attempts < i64::from(node.retry.max_attempts);
+                let wait = (node.retry.backoff_seconds
+                    * 1000.0
+                    * 2f64.powi(run.attempts as i32 - 1)) as i64;
+                if retry && done + wait < exec.timeout_at {
+                    run.status = "waiting".into();
+                    run.resume_at = Some(done + wait);
+                } else {
+                    run.status = "failed".into();
+                }
+                let _ = self.store.save_node_run(&run).await;
+                self.event(&exec.id, "node_finished", json!({"node_id": node.id, "status": run.status, "attempt": run.attempts, "error": what})).await;
+                (run.status == "waiting").then_some(done + wait)
+            }
+        }
+    }
+
+    /// Works on one claimed execution until it ends, waits, or the lease is lost (cancelled, or
+    /// taken over after this worker stalled).
+    async fn work_on(self: &Arc<Self>, exec: ExecutionRecord, owner: &str) {
+        let spec: Option<WorkflowSpec> = match self
+            .store
+            .workflow_version(&exec.workflow_id, exec.version)
+            .await
+        {
+            Ok(Some(s)) => serde_json::from_str(&s).ok(),
+            _ => None,
+        };
+        let Some(spec) = spec else {
+            let err = ApiError::internal("the workflow version of this execution is missing");
+            self.finish(&exec, "failed", None, Some(&err)).await;
+            return;
+        };
+        let runs = self.store.node_runs(&exec.id).await.unwrap_or_default();
+        if runs.is_empty()
+            && self
+                .store
+                .events_after(&exec.id, 0)
+                .await
+                .map(|e| e.is_empty())
+                .unwrap_or(false)
+        {
+            self.event(
+                &exec.id,
+                "execution_started",
+                json!({"workflow_id": exec.workflow_id, "version": exec.version}),
+            )
+            .await;
+        }
+        let who = self.principal_for(&exec).await;
+        let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+        let heart = {
+            let engine = self.clone();
+            let (id, owner) = (exec.id.clone(), owner.to_owned());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    match engine
+                        .store
+                        .renew_lease(&id, &owner, now_ms() + LEASE_MS)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+                    }
+                }
+            })
+        };
+        let def = spec.definition;
+        loop {
+            // The execution's own deadline bounds every step, so a hanging node cannot keep it
+            // `running` past its timeout; a lost lease (cancel) stops it at once.
+            let deadline = Duration::from_millis((exec.timeout_at - now_ms()).max(0) as u64 + 50);
+            let step = tokio::select! {
+                s = self.step(&exec, &def, &who) => s,
+                _ = tokio::time::sleep(deadline) => Step::Continue,
+                _ = lost_rx.wait_for(|l| *l) => Step::Done,
+            };
+            match step {
+                Step::Continue => continue,
+                Step::Done => break,
+                Step::WaitUntil(at) => {
+                    let _ = self.store.release_execution(&exec.id, owner, at).await;
+                    break;
+                }
+            }
+        }
+        heart.abort();
+    }
+
+    /// Starts the executor's workers; they stop when `stop` fires.
+    pub fn start_executor(
+        self: &Arc<Self>,
+        settings: ExecutorSettings,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..settings.workers.max(1))
+            .map(|_| {
+                let engine = self.clone();
+                let mut stop = stop.clone();
+                let owner = id::new_id("worker");
+                let poll = settings.poll_interval;
+                tokio::spawn(async move {
+                    loop {
+                        if *stop.borrow() {
+                            return;
+                        }
+                        match engine
+                            .store
+                            .claim_execution(&owner, now_ms(), LEASE_MS)
+                            .await
+                        {
+                            Ok(Some(exec)) => engine.work_on(exec, &owner).await,
+                            Ok(None) => {
+                                tokio::select! {
+                                    _ = tokio::time::sleep(poll) => {}
+                                    _ = stop.changed() => return,
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "claiming executions failed");
+                                tokio::time::sleep(poll * 5).await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+}
