@@ -37,6 +37,20 @@ pub struct RawConfig {
     pub rate_limits: RawRateLimits,
     #[serde(default)]
     pub routing: RawRouting,
+    #[serde(default)]
+    pub executions: RawExecutions,
+}
+
+/// `[executions]`: the workflow executor.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawExecutions {
+    /// Executions one instance works on at once (default 4).
+    pub workers: Option<usize>,
+    /// Let `http_request` nodes reach loopback, private and link-local addresses (default false).
+    pub allow_private_networks: Option<bool>,
+    /// Largest `timeout_seconds` a workflow may set (default 3600).
+    pub max_timeout_seconds: Option<u64>,
 }
 
 /// `[routing]`: circuit breakers.
@@ -356,9 +370,15 @@ pub fn load(
     };
     let settings = crate::Settings {
         plans: crate::agents::PlanLimits::default(),
-        workflow_limits: crate::workflow_def::DefinitionLimits::default(),
-        allow_private_networks: false,
-        executor: crate::executor::ExecutorSettings::default(),
+        workflow_limits: crate::workflow_def::DefinitionLimits {
+            max_timeout_seconds: raw.executions.max_timeout_seconds.unwrap_or(3_600).max(1),
+            ..Default::default()
+        },
+        allow_private_networks: raw.executions.allow_private_networks.unwrap_or(false),
+        executor: crate::executor::ExecutorSettings {
+            workers: raw.executions.workers.unwrap_or(4).max(1),
+            ..Default::default()
+        },
         rate_limits,
         starting_grant: c.starting_grant.unwrap_or(0),
         credits: crate::credits::CreditSettings {

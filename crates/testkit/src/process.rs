@@ -74,6 +74,11 @@ impl SluiceProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Kills the process outright (SIGKILL): no graceful anything, as in a crash.
+    pub async fn kill9(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {

@@ -100,6 +100,17 @@ impl Engine {
     }
 
     async fn principal_for(&self, exec: &ExecutionRecord) -> Result<Principal, String> {
+        if exec.key_id == crate::auth::CONFIG_ADMIN_KEY_ID {
+            return Ok(Principal {
+                key_id: exec.key_id.clone(),
+                account_id: exec.account_id.clone(),
+                scopes: vec![sluice_types::Scope::Admin],
+                models: None,
+                spend_limited: false,
+                tier: sluice_types::Tier::Unlimited,
+                key_limits: Default::default(),
+            });
+        }
         let key = self
             .store
             .get_key(&exec.key_id)

@@ -324,3 +324,116 @@ async fn two_server_processes_sharing_redis_enforce_one_limit() {
     a.terminate().await;
     b.terminate().await;
 }
+
+/// kill -9 during an execution's second (slow) node; a restarted server finishes it without
+/// running the first node again, and leaves nothing `running`.
+#[tokio::test]
+async fn an_execution_survives_kill_9_and_completes_without_repeating_finished_nodes() {
+    let (url, recv) = crate::executions::receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.toml");
+    std::fs::write(&cfg, "[executions]\nallow_private_networks = true\n").unwrap();
+    let db = format!("sqlite://{}", dir.path().join("s.db").display());
+    let admin = "sk-crash-test-admin-0123456789";
+    let env = [
+        ("SLUICE_DATABASE_URL", db.as_str()),
+        ("SLUICE_ADMIN_KEY", admin),
+    ];
+    let args = ["--config", cfg.to_str().unwrap()];
+    let a = SluiceProcess::spawn(bin(), &args, &env).await;
+    let client = reqwest::Client::new();
+    let wf: Value = client
+        .post(a.url("/v1/workflows"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "crash", "nodes": [
+            {"id": "n1", "type": "http_request", "params": {"url": format!("{url}/item/one")}},
+            {"id": "n2", "type": "http_request", "params": {"url": format!("{url}/item/slow")}, "retry": {"max_attempts": 3, "backoff_seconds": 0}}
+        ], "edges": [{"from": "n1", "to": "n2"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let x: Value = client
+        .post(a.url(&format!(
+            "/v1/workflows/{}/executions",
+            wf["id"].as_str().unwrap()
+        )))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let exec = x["id"].as_str().unwrap().to_owned();
+    // Wait until node 2 is in flight, then crash.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v: Value = client
+            .get(a.url(&format!("/v1/executions/{exec}")))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["nodes"][1]["status"] == "running" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 never started: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    a.kill9().await;
+    let b = SluiceProcess::spawn(bin(), &args, &env).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let done = loop {
+        let v: Value = client
+            .get(b.url(&format!("/v1/executions/{exec}")))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] != "running" && v["status"] != "queued" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "not resumed: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["nodes"][1]["attempts"], 2,
+        "the interrupted attempt counts"
+    );
+    let keys = recv.keys.lock().unwrap().clone();
+    assert_eq!(
+        keys.iter().filter(|k| k.contains(":n1:")).count(),
+        1,
+        "node 1 ran exactly once: {keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.contains(":n2:")).count(),
+        2,
+        "{keys:?}"
+    );
+    let running: Value = client
+        .get(b.url("/v1/executions?status=running"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(running["data"], serde_json::json!([]));
+    b.terminate().await;
+}

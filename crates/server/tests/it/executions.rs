@@ -387,3 +387,91 @@ async fn cancel_stops_a_running_execution_and_listing_filters_by_status() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn llm_agent_and_delay_nodes_run_through_the_gateway_and_are_charged() {
+    let app = TestApp::start().await;
+    let acct = app
+        .create_account_with(
+            json!({"name": "llm", "plan": "pro", "tier": "unlimited"}),
+            1_000_000,
+        )
+        .await;
+    let (_, k) = app
+        .create_key(
+            &acct,
+            &[
+                "workflows:read",
+                "workflows:write",
+                "executions:read",
+                "executions:write",
+                "agents:write",
+                "agents:read",
+            ],
+        )
+        .await;
+    let agent: Value = app
+        .req(Method::POST, "/v1/agents", &k)
+        .json(&json!({"name": "helper", "model": "mock/small", "instructions": "Be brief.", "max_tokens": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = wf(&app, &k, json!({"nodes": [
+        {"id": "pause", "type": "delay", "params": {"seconds": 0.2}},
+        {"id": "ask", "type": "llm", "params": {"model": "mock/small", "prompt": "Describe {{ input.topic }}", "max_tokens": 4}},
+        {"id": "agent", "type": "agent", "params": {"agent_id": agent["id"], "input": "Summarise: {{ nodes.ask.output.text }}"}}
+    ], "edges": [{"from": "pause", "to": "ask"}, {"from": "ask", "to": "agent"}]})).await;
+    let started = Instant::now();
+    let x: Value = app
+        .req(
+            Method::POST,
+            &format!("/v1/workflows/{id}/executions?wait=true"),
+            &k,
+        )
+        .json(&json!({"input": {"topic": "rivers"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(x["status"], "succeeded", "{x}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the delay waited"
+    );
+    assert_eq!(x["nodes"][1]["output"]["text"], "lorem ipsum dolor sit");
+    assert_eq!(x["output"]["agent"]["text"], "lorem ipsum dolor");
+    let bodies = app.mock.bodies();
+    assert_eq!(
+        bodies[bodies.len() - 2]["messages"],
+        json!([{"role": "user", "content": "Describe rivers"}])
+    );
+    assert_eq!(
+        bodies[bodies.len() - 1]["messages"][1]["content"],
+        "Summarise: lorem ipsum dolor sit"
+    );
+    // Both model calls were metered and charged to the account, like any gateway call.
+    app.engine.credits.flush(true).await.unwrap();
+    app.engine.usage.flush().await;
+    let f = sluice_store::UsageFilter {
+        account_id: Some(acct.clone()),
+        ..Default::default()
+    };
+    let records = app.engine.store.list_usage(&f, 10).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let charged: i64 = records.iter().map(|r| r.cost).sum();
+    assert_eq!(
+        app.engine
+            .store
+            .wallet(&acct)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        1_000_000 - charged
+    );
+}

@@ -6,7 +6,7 @@ mod agents;
 mod binary;
 mod contract;
 mod credits;
-mod executions;
+pub mod executions;
 mod gateway;
 mod keys;
 mod limits;
