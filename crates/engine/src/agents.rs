@@ -45,6 +45,8 @@ pub struct AgentView {
 pub struct PlanLimits {
     pub agents: [Option<i64>; 3],
     pub workflows: [Option<i64>; 3],
+    /// Executions of one account worked on at once, across all instances.
+    pub concurrent_executions: [Option<i64>; 3],
 }
 
 impl Default for PlanLimits {
@@ -52,6 +54,7 @@ impl Default for PlanLimits {
         PlanLimits {
             agents: [Some(3), Some(10), None],
             workflows: [Some(5), Some(50), None],
+            concurrent_executions: [Some(2), Some(10), Some(50)],
         }
     }
 }

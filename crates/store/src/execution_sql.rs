@@ -189,6 +189,18 @@ macro_rules! impl_executions {
                 Ok(n == 1)
             }
 
+            async fn count_leased(&self, account_id: &str, now: i64) -> $crate::StoreResult<i64> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM executions WHERE account_id = $1 AND lease_until >= $2 AND status IN ('queued', 'running')",
+                )
+                .bind(account_id)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::backend_err)?;
+                Ok(n)
+            }
+
             async fn node_runs(&self, execution_id: &str) -> $crate::StoreResult<Vec<$crate::NodeRun>> {
                 let q = format!("SELECT {} FROM node_runs WHERE execution_id = $1", $crate::execution_sql::RUN_COLS);
                 let rows = sqlx::query(&q).bind(execution_id).fetch_all(&self.pool).await.map_err($crate::backend_err)?;

@@ -251,6 +251,8 @@ pub trait ExecutionStore: Send + Sync {
         error: Option<&str>,
         now: i64,
     ) -> StoreResult<bool>;
+    /// How many of the account's executions a worker holds right now.
+    async fn count_leased(&self, account_id: &str, now: i64) -> StoreResult<i64>;
     async fn node_runs(&self, execution_id: &str) -> StoreResult<Vec<NodeRun>>;
     async fn save_node_run(&self, run: &NodeRun) -> StoreResult<()>;
     /// Appends to the event log; returns the event's number.

@@ -550,6 +550,23 @@ impl Engine {
         heart.abort();
     }
 
+    /// True when the account's other leased executions already fill its plan's concurrency.
+    async fn over_plan_concurrency(&self, exec: &ExecutionRecord) -> bool {
+        let Ok(Some(account)) = self.store.get_account(&exec.account_id).await else {
+            return false;
+        };
+        let Some(limit) =
+            self.settings.plans.concurrent_executions[crate::agents::plan_index(account.plan)]
+        else {
+            return false;
+        };
+        // The count includes the execution just claimed.
+        self.store
+            .count_leased(&exec.account_id, now_ms())
+            .await
+            .is_ok_and(|n| n > limit)
+    }
+
     /// Starts the executor's workers; they stop when `stop` fires.
     pub fn start_executor(
         self: &Arc<Self>,
@@ -572,6 +589,13 @@ impl Engine {
                             .claim_execution(&owner, now_ms(), LEASE_MS)
                             .await
                         {
+                            Ok(Some(exec)) if engine.over_plan_concurrency(&exec).await => {
+                                // The account already has its plan's share running: later.
+                                let _ = engine
+                                    .store
+                                    .release_execution(&exec.id, &owner, now_ms() + 100)
+                                    .await;
+                            }
                             Ok(Some(exec)) => engine.work_on(exec, &owner).await,
                             Ok(None) => {
                                 tokio::select! {

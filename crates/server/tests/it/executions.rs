@@ -18,6 +18,8 @@ use crate::assert_error;
 pub struct Receiver {
     pub calls: AtomicU64,
     pub keys: Mutex<Vec<String>>,
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
 }
 
 pub async fn receiver() -> (String, Arc<Receiver>) {
@@ -41,7 +43,10 @@ pub async fn receiver() -> (String, Arc<Receiver>) {
                 "never".into_response()
             }
             "slow" => {
+                let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                s.max_in_flight.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(1500)).await;
+                s.in_flight.fetch_sub(1, Ordering::SeqCst);
                 axum::Json(json!({"id": id, "n": n})).into_response()
             }
             _ => axum::Json(json!({"id": id, "n": n})).into_response(),
@@ -473,5 +478,60 @@ async fn llm_agent_and_delay_nodes_run_through_the_gateway_and_are_charged() {
             .unwrap()
             .balance,
         1_000_000 - charged
+    );
+}
+
+#[tokio::test]
+async fn an_accounts_plan_bounds_how_many_of_its_executions_run_at_once() {
+    let app = TestApp::start().await;
+    let acct = app
+        .create_account_with(
+            json!({"name": "free", "plan": "free", "tier": "unlimited"}),
+            0,
+        )
+        .await;
+    let (_, k) = app
+        .create_key(
+            &acct,
+            &["workflows:write", "executions:read", "executions:write"],
+        )
+        .await;
+    let (url, recv) = receiver().await;
+    let id = wf(&app, &k, json!({"nodes": [{"id": "s", "type": "http_request", "params": {"url": format!("{url}/item/slow")}}]})).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let x: Value = app
+            .req(Method::POST, &format!("/v1/workflows/{id}/executions"), &k)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(x["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for exec in &ids {
+        loop {
+            let v: Value = app
+                .req(Method::GET, &format!("/v1/executions/{exec}"), &k)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["status"] == "succeeded" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(
+        recv.max_in_flight.load(Ordering::SeqCst),
+        2,
+        "the free plan runs two at a time"
     );
 }
