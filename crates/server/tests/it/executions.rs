@@ -535,3 +535,77 @@ async fn an_accounts_plan_bounds_how_many_of_its_executions_run_at_once() {
         "the free plan runs two at a time"
     );
 }
+
+#[tokio::test]
+async fn an_execution_runs_the_version_it_started_on() {
+    let app = TestApp::start().await;
+    let k = key(&app).await;
+    let id = wf(
+        &app,
+        &k,
+        json!({"nodes": [
+        {"id": "wait", "type": "delay", "params": {"seconds": 0.3}},
+        {"id": "out", "type": "transform", "params": {"template": "v1"}}
+    ], "edges": [{"from": "wait", "to": "out"}]}),
+    )
+    .await;
+    let x: Value = app
+        .req(Method::POST, &format!("/v1/workflows/{id}/executions"), &k)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let exec = x["id"].as_str().unwrap().to_owned();
+    let res = app
+        .req(Method::PATCH, &format!("/v1/workflows/{id}"), &k)
+        .json(&json!({"nodes": [
+            {"id": "wait", "type": "delay", "params": {"seconds": 0}},
+            {"id": "out", "type": "transform", "params": {"template": "v2"}}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["version"], 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let v: Value = app
+            .req(Method::GET, &format!("/v1/executions/{exec}"), &k)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] == "succeeded" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["version"], 1);
+    assert_eq!(
+        done["output"],
+        json!({"out": "v1"}),
+        "the pinned version ran, not the edit"
+    );
+    let later: Value = app
+        .req(
+            Method::POST,
+            &format!("/v1/workflows/{id}/executions?wait=true"),
+            &k,
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (later["version"].as_i64(), later["output"]["out"].as_str()),
+        (Some(2), Some("v2"))
+    );
+}
