@@ -204,6 +204,7 @@ impl Engine {
             .await
             .map_err(store_error)?
         {
+            self.close_open_nodes(&x.id, "cancelled").await;
             let _ = self
                 .store
                 .append_event(

@@ -138,6 +138,20 @@ impl Engine {
         })
     }
 
+    /// Marks nodes still running or waiting when an execution ends early, so none looks alive.
+    pub async fn close_open_nodes(&self, exec_id: &str, status: &str) {
+        let runs = self.store.node_runs(exec_id).await.unwrap_or_default();
+        for mut r in runs
+            .into_iter()
+            .filter(|r| matches!(r.status.as_str(), "running" | "waiting"))
+        {
+            r.status = status.to_owned();
+            r.resume_at = None;
+            r.finished_at = Some(now_ms());
+            let _ = self.store.save_node_run(&r).await;
+        }
+    }
+
     async fn finish(
         &self,
         exec: &ExecutionRecord,
@@ -153,6 +167,9 @@ impl Engine {
             .await
         {
             Ok(true) => {
+                if status != "succeeded" {
+                    self.close_open_nodes(&exec.id, status).await;
+                }
                 let mut data = json!({"status": status});
                 if let Some(o) = output {
                     data["output"] = o;

@@ -300,6 +300,15 @@ async fn a_hanging_node_times_out_within_the_limit_plus_two_seconds() {
         .unwrap();
     assert_eq!(x["status"], "timed_out");
     assert_eq!(x["error"]["code"], "execution_timeout");
+    // The node's own wait is bounded by the execution's deadline: it ends with the execution.
+    assert_eq!(x["nodes"][0]["status"], "failed");
+    assert!(
+        x["nodes"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{x}"
+    );
 }
 
 #[tokio::test]
