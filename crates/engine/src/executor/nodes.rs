@@ -151,7 +151,10 @@ pub async fn http_request(
     }
     let res = req.send().await.map_err(|e| {
         if e.is_timeout() {
-            format!("Connection timeout after {}s", timeout.as_secs())
+            format!(
+                "Connection timeout after {}s",
+                timeout.as_secs_f64().ceil() as u64
+            )
         } else {
             format!("request failed: {e}")
         }

@@ -300,13 +300,12 @@ async fn a_hanging_node_times_out_within_the_limit_plus_two_seconds() {
         .unwrap();
     assert_eq!(x["status"], "timed_out");
     assert_eq!(x["error"]["code"], "execution_timeout");
-    // The node's own wait is bounded by the execution's deadline: it ends with the execution.
+    // The node's own wait is bounded by the execution's deadline: it ends with the execution
+    // (whichever timer fires first words the error).
     assert_eq!(x["nodes"][0]["status"], "failed");
+    let node_error = x["nodes"][0]["error"].as_str().unwrap().to_lowercase();
     assert!(
-        x["nodes"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
+        node_error.contains("timeout") || node_error.contains("timed out"),
         "{x}"
     );
 }
