@@ -15,22 +15,7 @@ pub(crate) fn entry_id() -> String {
     sluice_types::id::new_id("le")
 }
 
-macro_rules! row_fn {
-    ($name:ident, $out:ty, |$row:ident, $e:ident| $body:expr) => {
-        pub(crate) fn $name<R>($row: &R) -> Result<$out, StoreError>
-        where
-            R: sqlx::Row,
-            for<'a> &'a str: sqlx::ColumnIndex<R>,
-            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        {
-            let $e = crate::backend_err;
-            Ok($body)
-        }
-    };
-}
+use crate::sql::row_fn;
 
 row_fn!(wallet_from_row, Wallet, |row, e| Wallet {
     balance: row.try_get("balance").map_err(e)?,

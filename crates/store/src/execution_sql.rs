@@ -9,22 +9,7 @@ pub(crate) const EXEC_COLS: &str =
 pub(crate) const RUN_COLS: &str =
     "execution_id, node_id, status, attempts, output, error, started_at, finished_at, resume_at";
 
-macro_rules! row_fn {
-    ($name:ident, $out:ty, |$row:ident, $e:ident| $body:expr) => {
-        pub(crate) fn $name<R>($row: &R) -> Result<$out, StoreError>
-        where
-            R: sqlx::Row,
-            for<'a> &'a str: sqlx::ColumnIndex<R>,
-            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-            for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-        {
-            let $e = crate::backend_err;
-            Ok($body)
-        }
-    };
-}
+use crate::sql::row_fn;
 
 row_fn!(exec_from_row, ExecutionRecord, |row, e| ExecutionRecord {
     id: row.try_get("id").map_err(e)?,

@@ -1,26 +1,18 @@
 //! `AgentStore` and `IdempotencyStore` for both backends, written once (`impl_flows!`).
 
+use crate::sql::row_fn;
 use crate::{AgentRecord, StoreError};
 
 pub(crate) const AGENT_COLS: &str = "id, account_id, name, spec, created_at, updated_at";
 
-pub(crate) fn agent_from_row<R>(row: &R) -> Result<AgentRecord, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let e = crate::backend_err;
-    Ok(AgentRecord {
-        id: row.try_get("id").map_err(e)?,
-        account_id: row.try_get("account_id").map_err(e)?,
-        name: row.try_get("name").map_err(e)?,
-        spec: row.try_get("spec").map_err(e)?,
-        created_at: row.try_get("created_at").map_err(e)?,
-        updated_at: row.try_get("updated_at").map_err(e)?,
-    })
-}
+row_fn!(agent_from_row, AgentRecord, |row, e| AgentRecord {
+    id: row.try_get("id").map_err(e)?,
+    account_id: row.try_get("account_id").map_err(e)?,
+    name: row.try_get("name").map_err(e)?,
+    spec: row.try_get("spec").map_err(e)?,
+    created_at: row.try_get("created_at").map_err(e)?,
+    updated_at: row.try_get("updated_at").map_err(e)?,
+});
 
 /// True for a unique violation (the agent's name is taken).
 pub(crate) fn is_unique(e: &sqlx::Error) -> bool {
@@ -37,25 +29,8 @@ macro_rules! impl_flows {
                 limit: Option<i64>,
             ) -> $crate::StoreResult<Result<(), $crate::CreateRefusal>> {
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
-                // Count and limit in one conditional write: concurrent creates serialise on the
-                // account row, so the plan limit is exact.
-                let row = sqlx::query(
-                    "UPDATE accounts SET agent_count = agent_count + 1 \
-                     WHERE id = $1 AND (CAST($2 AS BIGINT) IS NULL OR agent_count < $2) RETURNING agent_count",
-                )
-                .bind(&a.account_id)
-                .bind(limit)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::backend_err)?;
-                if row.is_none() {
-                    drop(tx);
-                    let (current,): (i64,) = sqlx::query_as("SELECT agent_count FROM accounts WHERE id = $1")
-                        .bind(&a.account_id)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err($crate::backend_err)?;
-                    return Ok(Err($crate::CreateRefusal::PlanLimit { current }));
+                if let Some(full) = $crate::sql::take_plan_slot!(tx, "agent_count", &a.account_id, limit) {
+                    return Ok(Err(full));
                 }
                 let q = format!("INSERT INTO agents ({}) VALUES ($1, $2, $3, $4, $5, $6)", $crate::flows_sql::AGENT_COLS);
                 let res = sqlx::query(&q)
@@ -137,11 +112,7 @@ macro_rules! impl_flows {
                     .map_err($crate::backend_err)?
                     .rows_affected();
                 if n > 0 {
-                    sqlx::query("UPDATE accounts SET agent_count = agent_count - 1 WHERE id = $1")
-                        .bind(account_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::backend_err)?;
+                    $crate::sql::free_plan_slot!(tx, "agent_count", account_id);
                 }
                 tx.commit().await.map_err($crate::backend_err)?;
                 Ok(n > 0)

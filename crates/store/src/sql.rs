@@ -7,6 +7,25 @@ use sluice_types::{scope, Plan, Tier};
 
 use crate::{Account, ApiKey, StoreError};
 
+/// Defines a row decoder that works for both backends' row types.
+macro_rules! row_fn {
+    ($name:ident, $out:ty, |$row:ident, $e:ident| $body:expr) => {
+        pub(crate) fn $name<R>($row: &R) -> Result<$out, StoreError>
+        where
+            R: sqlx::Row,
+            for<'a> &'a str: sqlx::ColumnIndex<R>,
+            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            let $e = crate::backend_err;
+            Ok($body)
+        }
+    };
+}
+pub(crate) use row_fn;
+
 pub(crate) const ACCOUNT_COLS: &str = "id, name, plan, tier, created_at";
 pub(crate) const KEY_COLS: &str =
     "id, account_id, name, lookup, secret_hash, scopes, models, expires_at, revoked_at, created_at, max_spend, \
@@ -72,18 +91,9 @@ pub(crate) fn classify(
     crate::backend_err(e)
 }
 
-pub(crate) fn key_from_row<R>(row: &R) -> Result<ApiKey, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let e = crate::backend_err;
+row_fn!(key_from_row, ApiKey, |row, e| {
     let scopes: String = row.try_get("scopes").map_err(e)?;
-    Ok(ApiKey {
+    ApiKey {
         id: row.try_get("id").map_err(e)?,
         account_id: row.try_get("account_id").map_err(e)?,
         name: row.try_get("name").map_err(e)?,
@@ -107,25 +117,71 @@ where
                 tps: get("rl_tps")?,
             }
         },
-    })
-}
+    }
+});
 
-pub(crate) fn account_from_row<R>(row: &R) -> Result<Account, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let e = crate::backend_err;
-    account_from_parts(
-        row.try_get("id").map_err(e)?,
-        row.try_get("name").map_err(e)?,
-        row.try_get("plan").map_err(e)?,
-        row.try_get("tier").map_err(e)?,
-        row.try_get("created_at").map_err(e)?,
-    )
+row_fn!(account_from_row, Account, |row, e| account_from_parts(
+    row.try_get("id").map_err(e)?,
+    row.try_get("name").map_err(e)?,
+    row.try_get("plan").map_err(e)?,
+    row.try_get("tier").map_err(e)?,
+    row.try_get("created_at").map_err(e)?,
+)?);
+
+/// Takes one of an account's plan slots for a resource (`column` is `agent_count` or
+/// `workflow_count`) inside an open transaction, in one conditional write, so concurrent creates
+/// serialise on the account row and the limit is exact. Evaluates to `Option<CreateRefusal>`:
+/// `Some` when the plan is full (the transaction should then be dropped). The current count is
+/// read on the same connection: a second one could wait behind this transaction's own lock.
+macro_rules! take_plan_slot {
+    ($tx:expr, $column:literal, $account:expr, $limit:expr) => {{
+        let row = sqlx::query(concat!(
+            "UPDATE accounts SET ",
+            $column,
+            " = ",
+            $column,
+            " + 1 WHERE id = $1 AND (CAST($2 AS BIGINT) IS NULL OR ",
+            $column,
+            " < $2) RETURNING ",
+            $column
+        ))
+        .bind($account)
+        .bind($limit)
+        .fetch_optional(&mut *$tx)
+        .await
+        .map_err($crate::backend_err)?;
+        if row.is_some() {
+            None
+        } else {
+            let (current,): (i64,) =
+                sqlx::query_as(concat!("SELECT ", $column, " FROM accounts WHERE id = $1"))
+                    .bind($account)
+                    .fetch_one(&mut *$tx)
+                    .await
+                    .map_err($crate::backend_err)?;
+            Some($crate::CreateRefusal::PlanLimit { current })
+        }
+    }};
 }
+pub(crate) use take_plan_slot;
+
+/// Gives back a plan slot (after a delete) inside an open transaction.
+macro_rules! free_plan_slot {
+    ($tx:expr, $column:literal, $account:expr) => {
+        sqlx::query(concat!(
+            "UPDATE accounts SET ",
+            $column,
+            " = ",
+            $column,
+            " - 1 WHERE id = $1"
+        ))
+        .bind($account)
+        .execute(&mut *$tx)
+        .await
+        .map_err($crate::backend_err)?
+    };
+}
+pub(crate) use free_plan_slot;
 
 /// Implements `AccountStore` and `KeyStore` for a store type with a `pool` field.
 macro_rules! impl_common {

@@ -1,28 +1,20 @@
 //! `WorkflowStore` for both backends, written once (`impl_workflows!`).
 
+use crate::sql::row_fn;
 use crate::{StoreError, WorkflowRecord};
 
 pub(crate) const WORKFLOW_COLS: &str =
     "id, account_id, name, version, spec, created_at, updated_at";
 
-pub(crate) fn workflow_from_row<R>(row: &R) -> Result<WorkflowRecord, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let e = crate::backend_err;
-    Ok(WorkflowRecord {
-        id: row.try_get("id").map_err(e)?,
-        account_id: row.try_get("account_id").map_err(e)?,
-        name: row.try_get("name").map_err(e)?,
-        version: row.try_get("version").map_err(e)?,
-        spec: row.try_get("spec").map_err(e)?,
-        created_at: row.try_get("created_at").map_err(e)?,
-        updated_at: row.try_get("updated_at").map_err(e)?,
-    })
-}
+row_fn!(workflow_from_row, WorkflowRecord, |row, e| WorkflowRecord {
+    id: row.try_get("id").map_err(e)?,
+    account_id: row.try_get("account_id").map_err(e)?,
+    name: row.try_get("name").map_err(e)?,
+    version: row.try_get("version").map_err(e)?,
+    spec: row.try_get("spec").map_err(e)?,
+    created_at: row.try_get("created_at").map_err(e)?,
+    updated_at: row.try_get("updated_at").map_err(e)?,
+});
 
 macro_rules! impl_workflows {
     ($store:ty) => {
@@ -34,23 +26,8 @@ macro_rules! impl_workflows {
                 limit: Option<i64>,
             ) -> $crate::StoreResult<Result<(), $crate::CreateRefusal>> {
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
-                let row = sqlx::query(
-                    "UPDATE accounts SET workflow_count = workflow_count + 1 \
-                     WHERE id = $1 AND (CAST($2 AS BIGINT) IS NULL OR workflow_count < $2) RETURNING workflow_count",
-                )
-                .bind(&w.account_id)
-                .bind(limit)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::backend_err)?;
-                if row.is_none() {
-                    drop(tx);
-                    let (current,): (i64,) = sqlx::query_as("SELECT workflow_count FROM accounts WHERE id = $1")
-                        .bind(&w.account_id)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err($crate::backend_err)?;
-                    return Ok(Err($crate::CreateRefusal::PlanLimit { current }));
+                if let Some(full) = $crate::sql::take_plan_slot!(tx, "workflow_count", &w.account_id, limit) {
+                    return Ok(Err(full));
                 }
                 let q = format!("INSERT INTO workflows ({}) VALUES ($1, $2, $3, $4, $5, $6, $7)", $crate::workflow_sql::WORKFLOW_COLS);
                 let res = sqlx::query(&q)
@@ -156,11 +133,7 @@ macro_rules! impl_workflows {
                     .map_err($crate::backend_err)?
                     .rows_affected();
                 if n > 0 {
-                    sqlx::query("UPDATE accounts SET workflow_count = workflow_count - 1 WHERE id = $1")
-                        .bind(account_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err($crate::backend_err)?;
+                    $crate::sql::free_plan_slot!(tx, "workflow_count", account_id);
                 }
                 tx.commit().await.map_err($crate::backend_err)?;
                 Ok(n > 0)
