@@ -119,6 +119,16 @@ fn name_taken(name: &str) -> ApiError {
 }
 
 impl Engine {
+    /// The caller's account's plan (what plan limits apply).
+    pub(crate) async fn plan_of(&self, who: &Principal) -> Result<Plan, ApiError> {
+        self.store
+            .get_account(&who.account_id)
+            .await
+            .map_err(store_error)?
+            .map(|a| a.plan)
+            .ok_or_else(|| ApiError::not_found("account", &who.account_id))
+    }
+
     /// Model ids this key may use for chat (what `model` may be), for the `invalid_enum` message.
     fn allowed_models(&self, who: &Principal) -> Vec<String> {
         self.gateway
@@ -353,13 +363,8 @@ impl Engine {
     pub async fn create_agent(&self, who: &Principal, body: Value) -> Result<AgentView, ApiError> {
         who.require(Scope::AgentsWrite)?;
         let (name, spec) = self.validate_agent(who, &body, None)?;
-        let account = self
-            .store
-            .get_account(&who.account_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| ApiError::not_found("account", &who.account_id))?;
-        let limit = self.settings.plans.agents[plan_index(account.plan)];
+        let plan = self.plan_of(who).await?;
+        let limit = self.settings.plans.agents[plan_index(plan)];
         let now = now_unix();
         let record = AgentRecord {
             id: id::new_id("agent"),
@@ -377,12 +382,9 @@ impl Engine {
         {
             Ok(()) => view(record),
             Err(CreateRefusal::NameTaken) => Err(name_taken(&record.name)),
-            Err(CreateRefusal::PlanLimit { current }) => Err(plan_limit(
-                "agents",
-                limit.unwrap_or(0),
-                current,
-                account.plan,
-            )),
+            Err(CreateRefusal::PlanLimit { current }) => {
+                Err(plan_limit("agents", limit.unwrap_or(0), current, plan))
+            }
         }
     }
 

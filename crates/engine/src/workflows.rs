@@ -173,13 +173,8 @@ impl Engine {
     ) -> Result<WorkflowView, ApiError> {
         who.require(Scope::WorkflowsWrite)?;
         let (name, spec) = self.validate_workflow(&body, None)?;
-        let account = self
-            .store
-            .get_account(&who.account_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| ApiError::not_found("account", &who.account_id))?;
-        let limit = self.settings.plans.workflows[plan_index(account.plan)];
+        let plan = self.plan_of(who).await?;
+        let limit = self.settings.plans.workflows[plan_index(plan)];
         let now = now_unix();
         let record = WorkflowRecord {
             id: id::new_id("wf"),
@@ -198,12 +193,9 @@ impl Engine {
         {
             Ok(()) => view(record),
             Err(CreateRefusal::NameTaken) => Err(name_taken(&record.name)),
-            Err(CreateRefusal::PlanLimit { current }) => Err(plan_limit(
-                "workflows",
-                limit.unwrap_or(0),
-                current,
-                account.plan,
-            )),
+            Err(CreateRefusal::PlanLimit { current }) => {
+                Err(plan_limit("workflows", limit.unwrap_or(0), current, plan))
+            }
         }
     }
 
