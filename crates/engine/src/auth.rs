@@ -85,6 +85,7 @@ pub fn verify(
         spend_limited: key.max_spend.is_some(),
         tier,
         key_limits: key.limits,
+        ancestors: key.lineage.clone(),
     })
 }
 
@@ -108,6 +109,7 @@ impl Engine {
                     spend_limited: false,
                     tier: sluice_types::Tier::Unlimited,
                     key_limits: Default::default(),
+                    ancestors: Vec::new(),
                 });
             }
         }
@@ -142,6 +144,7 @@ mod tests {
             created_at: 0,
             max_spend: None,
             limits: Default::default(),
+            lineage: Vec::new(),
         }
     }
 
@@ -210,6 +213,7 @@ mod tests {
             spend_limited: false,
             tier: Default::default(),
             key_limits: Default::default(),
+            ancestors: Vec::new(),
         };
         assert!(p.has(Scope::KeysWrite));
         assert!(p.may_act_in("other"));

@@ -440,6 +440,16 @@ pub fn refusal_error(r: Refusal, key_id: &str) -> ApiError {
         .with_detail("reason", "key_spend_limit")
         .with_detail("balance", available)
         .with_detail("required", required),
+        Refusal::Insufficient { wallet, available, required } if wallet.starts_with("key_") => {
+            ApiError::new(
+                ErrorKind::InsufficientCredits,
+                "The key that issued this API key has reached its spend limit (max_spend).",
+            )
+            .with_detail("reason", "issuer_spend_limit")
+            .with_detail("issuer_key_id", wallet)
+            .with_detail("balance", available)
+            .with_detail("required", required)
+        }
         Refusal::Insufficient { available, required, .. } => ApiError::new(
             ErrorKind::InsufficientCredits,
             "Account credit balance is exhausted. Top up your balance to continue.",

@@ -88,6 +88,7 @@ pub async fn issue_key(engine: &Engine) -> Result<String, ApiError> {
             expires_at: None,
             max_spend: None,
             limits: Default::default(),
+            lineage: Vec::new(),
         },
     )
     .await?;

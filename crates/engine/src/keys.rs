@@ -1,14 +1,15 @@
 //! API keys: issue (secret shown once), list, read, revoke — with scope and ownership rules.
 //!
 //! A key can only hand out what it has: a non-admin key cannot create keys with scopes it lacks
-//! or with models outside its own allowlist, and only admins create keys in other accounts.
+//! or with models outside its own allowlist, never outlives, outspends or outpaces its issuer,
+//! and only admins create keys in other accounts.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_store::{ApiKey, Store, StoreError};
 use sluice_types::ratelimit::Limits;
 use sluice_types::validation::Errors;
-use sluice_types::{id, ApiError, ErrorKind, Scope};
+use sluice_types::{id, Ancestor, ApiError, ErrorKind, Scope};
 
 use crate::accounts::check_name;
 use crate::auth::{self, LOOKUP_LEN, SECRET_BODY_LEN, SECRET_PREFIX};
@@ -40,6 +41,8 @@ pub struct KeySpec {
     pub expires_at: Option<i64>,
     pub max_spend: Option<i64>,
     pub limits: Limits,
+    /// Filled in by `bound_by_issuer`: the issuers whose bounds this key keeps.
+    pub lineage: Vec<Ancestor>,
 }
 
 /// A key as the API shows it. `secret` is present only in the response that created it.
@@ -59,6 +62,9 @@ pub struct KeyView {
     pub max_spend: Option<i64>,
     /// The key's own rate limits (0: only the account's apply).
     pub rate_limits: Limits,
+    /// Keys this one was issued through whose spend cap and limits bound it too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bounded_by: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
@@ -78,6 +84,7 @@ impl From<ApiKey> for KeyView {
             created_at: k.created_at,
             max_spend: k.max_spend,
             rate_limits: k.limits,
+            bounded_by: k.lineage.into_iter().map(|a| a.key_id).collect(),
             secret: None,
         }
     }
@@ -252,6 +259,7 @@ impl KeyRequest {
             expires_at,
             max_spend,
             limits,
+            lineage: Vec::new(),
         })
     }
 }
@@ -282,6 +290,82 @@ fn check_delegation(by: &Principal, spec: &KeySpec) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How many issuers deep a chain of bounded keys may go (each adds wallets and limit buckets to
+/// every request of the keys below it).
+const MAX_LINEAGE: usize = 8;
+
+fn exceeds_issuer(field: &str, what: String) -> ApiError {
+    ApiError::new(ErrorKind::Forbidden, what)
+        .with_param(field)
+        .with_detail("reason", "exceeds_issuer")
+}
+
+/// A key issued by a non-admin key never outlives, outspends or outpaces its issuer: an omitted
+/// bound is inherited, a wider one is refused, and the issuer's spend cap and limits keep
+/// applying to the new key's requests (it draws on the issuer's wallet and buckets as well).
+fn bound_by_issuer(issuer: &ApiKey, spec: &mut KeySpec) -> Result<(), ApiError> {
+    if let Some(limit) = issuer.expires_at {
+        match spec.expires_at {
+            Some(t) if t > limit => {
+                return Err(exceeds_issuer(
+                    "expires_at",
+                    format!("A key cannot outlive the key that issues it (it expires at {limit})."),
+                ))
+            }
+            Some(_) => {}
+            None => spec.expires_at = Some(limit),
+        }
+    }
+    if let (Some(cap), Some(asked)) = (issuer.max_spend, spec.max_spend) {
+        if asked > cap {
+            return Err(exceeds_issuer(
+                "max_spend",
+                format!(
+                    "A key cannot have a larger max_spend than the key that issues it ({cap})."
+                ),
+            ));
+        }
+    }
+    let own = issuer.limits;
+    for (name, mine, theirs) in [
+        ("rpm", &mut spec.limits.rpm, own.rpm),
+        ("rps", &mut spec.limits.rps, own.rps),
+        ("tpm", &mut spec.limits.tpm, own.tpm),
+        ("tps", &mut spec.limits.tps, own.tps),
+    ] {
+        if theirs == 0 {
+            continue;
+        }
+        if *mine == 0 {
+            *mine = theirs;
+        } else if *mine > theirs {
+            return Err(exceeds_issuer(
+                &format!("rate_limits.{name}"),
+                format!(
+                    "A key cannot have a higher {name} than the key that issues it ({theirs})."
+                ),
+            ));
+        }
+    }
+    let mut lineage = issuer.lineage.clone();
+    if issuer.max_spend.is_some() || issuer.limits != Limits::default() {
+        lineage.push(Ancestor {
+            key_id: issuer.id.clone(),
+            spend_capped: issuer.max_spend.is_some(),
+            limits: issuer.limits,
+        });
+    }
+    if lineage.len() > MAX_LINEAGE {
+        return Err(ApiError::new(
+            ErrorKind::Forbidden,
+            format!("Keys can be issued through at most {MAX_LINEAGE} bounded keys."),
+        )
+        .with_detail("reason", "lineage_too_deep"));
+    }
+    spec.lineage = lineage;
+    Ok(())
+}
+
 /// Generates a secret, stores its hash and returns both. Used by the API, the CLI and bootstrap.
 pub async fn issue(store: &dyn Store, spec: KeySpec) -> Result<Issued, ApiError> {
     // A lookup collision is astronomically unlikely (62^12), but retrying costs nothing.
@@ -301,6 +385,7 @@ pub async fn issue(store: &dyn Store, spec: KeySpec) -> Result<Issued, ApiError>
             created_at: sluice_types::now_unix(),
             max_spend: spec.max_spend,
             limits: spec.limits,
+            lineage: spec.lineage.clone(),
         };
         match store.create_key(&key).await {
             Ok(()) => return Ok(Issued { key, secret }),
@@ -324,6 +409,16 @@ impl Engine {
             return Err(ApiError::not_owner("account").with_param("account_id"));
         }
         check_delegation(by, &spec)?;
+        let mut spec = spec;
+        if !by.is_admin() {
+            let issuer = self
+                .store
+                .get_key(&by.key_id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| ApiError::unauthorized("api_key_revoked"))?;
+            bound_by_issuer(&issuer, &mut spec)?;
+        }
         let issued = issue(&*self.store, spec).await?;
         let mut view = KeyView::from(issued.key);
         view.secret = Some(issued.secret);
@@ -446,6 +541,7 @@ mod tests {
             spend_limited: false,
             tier: Default::default(),
             key_limits: Default::default(),
+            ancestors: Vec::new(),
         };
         let spec = |scopes: Vec<Scope>, models: Option<Vec<String>>| KeySpec {
             account_id: "acct_1".into(),
@@ -455,6 +551,7 @@ mod tests {
             expires_at: None,
             max_spend: None,
             limits: Default::default(),
+            lineage: Vec::new(),
         };
         assert!(
             check_delegation(&by, &spec(vec![Scope::ChatWrite], Some(vec!["a".into()]))).is_ok()

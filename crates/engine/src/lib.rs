@@ -127,6 +127,7 @@ impl Engine {
                 expires_at: None,
                 max_spend: None,
                 limits: Default::default(),
+                lineage: Vec::new(),
             },
         )
         .await?;

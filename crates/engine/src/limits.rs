@@ -131,16 +131,11 @@ fn status(specs: &[LimitSpec], d: &Decision) -> RateLimitStatus {
     st
 }
 
-fn refusal(st: RateLimitStatus, retry_ms: u64, for_key: bool, flows: bool) -> ApiError {
+fn refusal(st: RateLimitStatus, retry_ms: u64, whose: &str, flows: bool) -> ApiError {
     let Some(r) = st.refused.clone() else {
         return ApiError::internal("rate limit refusal without a dimension");
     };
     let retry_after = retry_ms.div_ceil(1000).max(1);
-    let whose = if for_key {
-        "this API key"
-    } else {
-        "this account"
-    };
     let message = if flows {
         format!(
             "Rate limit exceeded: {} requests per {} s for {whose}. Retry after {retry_after} s.",
@@ -192,8 +187,12 @@ impl Engine {
             .max_by_key(|(_, r)| r.retry_ms)
             .map(|(i, r)| (i, r.retry_ms))
             .unwrap_or((0, 1_000));
-        let for_key = specs.get(i).is_some_and(|s| s.key.contains(key_scope));
-        Err(refusal(st, retry_ms, for_key, flows))
+        let whose = match specs.get(i) {
+            Some(s) if s.key.contains(key_scope) => "this API key",
+            Some(s) if s.key.contains(":k:") => "the key that issued this API key",
+            _ => "this account",
+        };
+        Err(refusal(st, retry_ms, whose, flows))
     }
 
     /// Gateway admission: one request and `tokens` (prompt estimate + maximum output) against the
@@ -214,6 +213,16 @@ impl Engine {
         );
         let key_scope = format!("k:{}", who.key_id);
         specs(&rs.key_prefix, &key_scope, who.key_limits, tokens, &mut v);
+        // The keys this one was issued through count its requests in their own buckets.
+        for a in &who.ancestors {
+            specs(
+                &rs.key_prefix,
+                &format!("k:{}", a.key_id),
+                a.limits,
+                tokens,
+                &mut v,
+            );
+        }
         let (st, specs) = self.decide(v, &key_scope, false).await?;
         let token_specs = specs
             .into_iter()

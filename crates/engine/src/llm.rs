@@ -151,9 +151,16 @@ fn price(m: &Model, u: Usage) -> i64 {
     )
 }
 
-/// The wallets a request draws from: the account's, and the key's if it has a spend limit.
+/// The wallets a request draws from: the account's, the key's if it has a spend limit, and
+/// those of the spend-capped keys it was issued through.
 fn wallets(who: &Principal) -> Vec<&str> {
     let mut w = vec![who.account_id.as_str()];
+    w.extend(
+        who.ancestors
+            .iter()
+            .filter(|a| a.spend_capped)
+            .map(|a| a.key_id.as_str()),
+    );
     if who.spend_limited {
         w.push(who.key_id.as_str());
     }

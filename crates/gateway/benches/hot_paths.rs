@@ -129,6 +129,7 @@ fn admit_chat_short_prompt(b: Bencher) {
         spend_limited: false,
         tier: Default::default(),
         key_limits: Default::default(),
+        ancestors: Vec::new(),
     };
     let body = json!({"model": "m42", "messages": chat_messages(20), "max_tokens": 64, "temperature": 0.2});
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -161,6 +162,7 @@ fn admit_chat_auto_over_50_models(b: Bencher) {
         spend_limited: false,
         tier: Default::default(),
         key_limits: Default::default(),
+        ancestors: Vec::new(),
     };
     let body = json!({"model": "auto", "messages": chat_messages(20), "max_tokens": 64});
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -28,6 +28,7 @@ migrations! {
     4 => "0004_agents_idempotency",
     5 => "0005_workflows",
     6 => "0006_executions",
+    7 => "0007_key_lineage",
 }
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS sluice_migrations \

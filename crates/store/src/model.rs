@@ -31,6 +31,8 @@ pub struct ApiKey {
     pub max_spend: Option<i64>,
     /// The key's own rate limits (0: not limited by the key).
     pub limits: sluice_types::ratelimit::Limits,
+    /// The issuers whose spend cap and limits also bound this key (see `Principal::ancestors`).
+    pub lineage: Vec<sluice_types::Ancestor>,
 }
 
 /// Cursor pagination: at most `limit` rows after the row with id `after`.

@@ -29,7 +29,7 @@ pub(crate) use row_fn;
 pub(crate) const ACCOUNT_COLS: &str = "id, name, plan, tier, created_at";
 pub(crate) const KEY_COLS: &str =
     "id, account_id, name, lookup, secret_hash, scopes, models, expires_at, revoked_at, created_at, max_spend, \
-     rl_rpm, rl_rps, rl_tpm, rl_tps";
+     rl_rpm, rl_rps, rl_tpm, rl_tps, lineage";
 
 pub(crate) fn models_to_text(models: &Option<Vec<String>>) -> Option<String> {
     models.as_ref().map(|m| m.join("\n"))
@@ -115,6 +115,14 @@ row_fn!(key_from_row, ApiKey, |row, e| {
                 rps: get("rl_rps")?,
                 tpm: get("rl_tpm")?,
                 tps: get("rl_tps")?,
+            }
+        },
+        lineage: {
+            let v: Option<String> = row.try_get("lineage").map_err(e)?;
+            match v {
+                Some(t) => serde_json::from_str(&t)
+                    .map_err(|err| StoreError::Backend(format!("api_keys.lineage: {err}")))?,
+                None => Vec::new(),
             }
         },
     }
@@ -264,7 +272,7 @@ macro_rules! impl_common {
         impl $crate::KeyStore for $store {
             async fn create_key(&self, k: &$crate::ApiKey) -> $crate::StoreResult<()> {
                 let q = format!(
-                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                    "INSERT INTO api_keys ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                     $crate::sql::KEY_COLS
                 );
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
@@ -284,6 +292,10 @@ macro_rules! impl_common {
                     .bind(k.limits.rps as i64)
                     .bind(k.limits.tpm as i64)
                     .bind(k.limits.tps as i64)
+                    .bind(
+                        (!k.lineage.is_empty())
+                            .then(|| serde_json::to_string(&k.lineage).unwrap_or_default()),
+                    )
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| $crate::sql::classify(e, "lookup", "account_id"))?;

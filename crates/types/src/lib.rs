@@ -13,7 +13,7 @@ pub mod validation;
 
 pub use account::{Plan, Tier};
 pub use error::{ApiError, Dialect, ErrorKind, ErrorType};
-pub use principal::Principal;
+pub use principal::{Ancestor, Principal};
 pub use scope::Scope;
 pub use validation::FieldError;
 

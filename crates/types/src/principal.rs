@@ -16,6 +16,21 @@ pub struct Principal {
     pub tier: crate::Tier,
     /// The key's own, tighter limits (0 = not limited by the key).
     pub key_limits: crate::ratelimit::Limits,
+    /// The keys this key was issued through that bound it (spend cap, limits), issuer first
+    /// of all: their wallets and limits apply to this key's requests too.
+    pub ancestors: Vec<Ancestor>,
+}
+
+/// A key in the chain of issuers whose bounds a key issued through it still obeys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ancestor {
+    pub key_id: String,
+    /// The ancestor has a spend cap: its wallet is drawn on by every request of its descendants.
+    #[serde(default)]
+    pub spend_capped: bool,
+    /// The ancestor's own limits; its buckets count its descendants' requests as well.
+    #[serde(default)]
+    pub limits: crate::ratelimit::Limits,
 }
 
 impl Principal {

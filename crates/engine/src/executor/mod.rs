@@ -109,6 +109,7 @@ impl Engine {
                 spend_limited: false,
                 tier: sluice_types::Tier::Unlimited,
                 key_limits: Default::default(),
+                ancestors: Vec::new(),
             });
         }
         let key = self
@@ -135,6 +136,7 @@ impl Engine {
             spend_limited: key.max_spend.is_some(),
             tier,
             key_limits: key.limits,
+            ancestors: key.lineage.clone(),
         })
     }
 

@@ -231,6 +231,7 @@ async fn missing_invalid_revoked_and_expired_keys_are_401_with_their_reason() {
             expires_at: Some(sluice_types::now_unix() - 1),
             max_spend: None,
             limits: Default::default(),
+            lineage: Vec::new(),
         },
     )
     .await

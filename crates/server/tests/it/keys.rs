@@ -269,3 +269,148 @@ async fn a_revoked_key_stops_on_the_next_request_on_every_instance() {
     assert_eq!(again["revoked_at"], revoked["revoked_at"]);
     second.stop().await;
 }
+
+/// "Say hello" on `mock/small` costs 19 micro-credits (see `credits.rs`).
+const HELLO_COST: i64 = 19;
+
+#[tokio::test]
+async fn a_bounded_key_issues_only_keys_within_its_own_spend_cap_limits_and_expiry() {
+    let app = TestApp::start().await;
+    let acct = app.create_account_with_balance("acme", 1_000_000).await;
+    let (parent_id, parent) = app
+        .create_key_with(
+            &acct,
+            json!({"scopes": ["keys:write", "chat:write"], "max_spend": 2 * HELLO_COST + 10,
+                   "rate_limits": {"rpm": 100}, "expires_at": 4_102_444_800_i64}),
+        )
+        .await;
+
+    // Omitted bounds are inherited; the child names the issuer that still bounds it.
+    let res = app
+        .req(Method::POST, "/v1/keys", &parent)
+        .json(&json!({"name": "child", "scopes": ["chat:write"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let child: Value = res.json().await.unwrap();
+    assert_eq!(child["expires_at"], 4_102_444_800_i64);
+    assert_eq!(child["rate_limits"]["rpm"], 100);
+    assert_eq!(child["bounded_by"], json!([parent_id]));
+    let child_secret = child["secret"].as_str().unwrap().to_owned();
+
+    // Wider bounds are refused, each naming its field.
+    for (body, param) in [
+        (json!({"expires_at": 4_102_444_801_i64}), "expires_at"),
+        (json!({"max_spend": 2 * HELLO_COST + 11}), "max_spend"),
+        (json!({"rate_limits": {"rpm": 101}}), "rate_limits.rpm"),
+    ] {
+        let mut body = body;
+        body["name"] = json!("wider");
+        body["scopes"] = json!(["chat:write"]);
+        let res = app
+            .req(Method::POST, "/v1/keys", &parent)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let e = assert_error(
+            res,
+            403,
+            "forbidden",
+            "permission_error",
+            Some(param),
+            false,
+        )
+        .await;
+        assert_eq!(e["details"]["reason"], "exceeds_issuer", "{param}");
+    }
+
+    // Spending through the child draws on the issuer's cap: two requests fit, the third does not.
+    let hello = json!({"model": "mock/small", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 5});
+    for _ in 0..2 {
+        let res = app
+            .req(Method::POST, "/v1/chat/completions", &child_secret)
+            .json(&hello)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let res = app
+        .req(Method::POST, "/v1/chat/completions", &child_secret)
+        .json(&hello)
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        402,
+        "insufficient_credits",
+        "billing_error",
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["reason"], "issuer_spend_limit");
+    assert_eq!(e["details"]["issuer_key_id"], parent_id.as_str());
+    assert_eq!(e["details"]["balance"], 10);
+}
+
+#[tokio::test]
+async fn a_child_key_counts_against_its_issuers_rate_limit() {
+    let app = TestApp::start().await;
+    let acct = app.create_account_with_balance("acme", 1_000_000).await;
+    let (_, parent) = app
+        .create_key_with(
+            &acct,
+            json!({"scopes": ["keys:write", "chat:write"], "rate_limits": {"rpm": 2}}),
+        )
+        .await;
+    let mut children = Vec::new();
+    for i in 0..3 {
+        let res = app
+            .req(Method::POST, "/v1/keys", &parent)
+            .json(&json!({"name": format!("c{i}"), "scopes": ["chat:write"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let v: Value = res.json().await.unwrap();
+        children.push(v["secret"].as_str().unwrap().to_owned());
+    }
+    let hello = json!({"model": "mock/small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5});
+    let mut statuses = Vec::new();
+    for c in &children {
+        let res = app
+            .req(Method::POST, "/v1/chat/completions", c)
+            .json(&hello)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 {
+            let e = assert_error(
+                res,
+                429,
+                "rate_limit_exceeded",
+                "invalid_request_error",
+                None,
+                true,
+            )
+            .await;
+            assert!(
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the key that issued"),
+                "{e}"
+            );
+        }
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "three children share the issuer's rpm 2"
+    );
+}

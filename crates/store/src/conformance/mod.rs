@@ -37,6 +37,14 @@ pub fn key(id: &str, account_id: &str, lookup: &str) -> ApiKey {
             tpm: 1000,
             tps: 0,
         },
+        lineage: vec![sluice_types::Ancestor {
+            key_id: "key_issuer".to_owned(),
+            spend_capped: true,
+            limits: sluice_types::ratelimit::Limits {
+                rpm: 9,
+                ..Default::default()
+            },
+        }],
     }
 }
 
