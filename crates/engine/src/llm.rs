@@ -61,11 +61,11 @@ fn with_rate(mut e: ApiError, st: &RateLimitStatus) -> ApiError {
 
 /// Tokens a request is charged against token limits at admission: the prompt (exact if counted,
 /// else a quarter of its byte bound — roughly what BPE tokenizers yield for English) plus the
-/// maximum output. Corrected to actual usage when the request ends.
+/// maximum output of every choice. Corrected to actual usage when the request ends.
 fn token_estimate(a: &Admitted) -> u64 {
     a.prompt_tokens_exact
         .unwrap_or(a.prompt_tokens_max.div_ceil(4))
-        + a.max_tokens
+        .saturating_add(a.max_tokens.saturating_mul(a.choices))
 }
 
 /// Writes the usage record once, however the request ends.
@@ -178,7 +178,10 @@ impl Engine {
             .candidates
             .iter()
             .map(|m| {
-                let out = a.max_tokens.min(u64::from(m.max_output_tokens));
+                let out = a
+                    .max_tokens
+                    .min(u64::from(m.max_output_tokens))
+                    .saturating_mul(a.choices);
                 cost(m.input_price, m.output_price, a.prompt_tokens_max, out)
             })
             .max()

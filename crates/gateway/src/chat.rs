@@ -31,6 +31,8 @@ pub struct Admitted {
     pub prompt_tokens_max: u64,
     /// The completion budget: the request's `max_tokens`, else the model's maximum output.
     pub max_tokens: u64,
+    /// Completions requested (`n`, `best_of`; 1 by default): each may use `max_tokens`.
+    pub choices: u64,
 }
 
 const ROLES: &[&str] = &[
@@ -57,6 +59,19 @@ fn positive_int(errors: &mut Errors, body: &Map<String, Value>, field: &str) -> 
             }
         },
     }
+}
+
+/// The most completions one request may ask for (`n`, `best_of`), as OpenAI allows.
+const MAX_CHOICES: u64 = 128;
+
+/// How many completions the request fans out to: each may use up to `max_tokens`.
+fn choices(body: &Map<String, Value>) -> u64 {
+    ["n", "best_of"]
+        .iter()
+        .filter_map(|f| body.get(*f).and_then(Value::as_u64))
+        .max()
+        .unwrap_or(1)
+        .clamp(1, MAX_CHOICES)
 }
 
 /// Field checks on a chat body; every problem at once.
@@ -119,6 +134,26 @@ fn check_shape(body: &Map<String, Value>) -> Result<(), ApiError> {
     }
     positive_int(&mut errors, body, "max_tokens");
     positive_int(&mut errors, body, "max_completion_tokens");
+    for field in ["n", "best_of"] {
+        if positive_int(&mut errors, body, field).is_some_and(|n| n > MAX_CHOICES) {
+            errors.add(
+                field,
+                "max_value",
+                format!("{field} must be at most {MAX_CHOICES}"),
+            );
+        }
+    }
+    if body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .is_some_and(|v| !v.is_boolean() && !v.is_null())
+    {
+        errors.add(
+            "stream_options.include_usage",
+            "invalid_type",
+            "stream_options.include_usage must be a boolean",
+        );
+    }
     match body.get("fallbacks") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
@@ -375,6 +410,7 @@ impl Gateway {
         let max_tokens = requested
             .unwrap_or(u64::from(model.max_output_tokens))
             .min(window.saturating_sub(prompt_tokens));
+        let choices = choices(&body);
         Ok(Admitted {
             model,
             candidates,
@@ -386,6 +422,7 @@ impl Gateway {
             prompt_tokens_exact: exact,
             prompt_tokens_max: prompt_tokens,
             max_tokens,
+            choices,
         })
     }
 

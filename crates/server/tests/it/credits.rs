@@ -682,3 +682,28 @@ async fn no_usage_record_is_lost_across_a_graceful_shutdown_under_load() {
         1_000_000_000 - answered as i64 * COST
     );
 }
+
+#[tokio::test]
+async fn the_reservation_counts_every_requested_choice() {
+    let app = TestApp::start().await;
+    // Enough for one "Say hello" (prompt bound + 5 × 2), not for twenty completions of 5 tokens.
+    let (_, key) = key_for(&app, 150).await;
+    let mut body = hello(false);
+    body["n"] = json!(20);
+    let res = app
+        .req(Method::POST, "/v1/chat/completions", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(res, 402, "insufficient_credits", "billing_error", None, false).await;
+    let required = e["details"]["required"].as_i64().unwrap();
+    assert!(required >= 20 * 5 * 2, "20 choices × 5 tokens × 2: {required}");
+    let res = app
+        .req(Method::POST, "/v1/chat/completions", &key)
+        .json(&hello(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "one choice fits the same balance");
+}

@@ -581,3 +581,37 @@ async fn chat_needs_the_chat_scope_and_valid_fields() {
         .collect();
     assert_eq!(fields, ["messages[0].role", "stream", "max_tokens"]);
 }
+
+#[tokio::test]
+async fn choices_and_stream_options_are_validated() {
+    let app = TestApp::start().await;
+    let acct = app.create_account("acme").await;
+    let (_, key) = app.create_key(&acct, &["chat:write"]).await;
+    for (extra, field, code) in [
+        (json!({"n": -1}), "n", "invalid_type"),
+        (json!({"n": "x"}), "n", "invalid_type"),
+        (json!({"n": 129}), "n", "max_value"),
+        (json!({"best_of": 0}), "best_of", "invalid_type"),
+        (
+            json!({"stream_options": {"include_usage": "yes"}}),
+            "stream_options.include_usage",
+            "invalid_type",
+        ),
+    ] {
+        let mut body = hello("small");
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let e = assert_error(
+            chat(&app, &key, body).await,
+            400,
+            "invalid_request",
+            "invalid_request_error",
+            Some(field),
+            false,
+        )
+        .await;
+        assert_eq!(e["details"]["errors"][0]["field"], field, "{extra}");
+        assert_eq!(e["details"]["errors"][0]["code"], code, "{extra}");
+    }
+}
