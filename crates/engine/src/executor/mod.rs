@@ -99,6 +99,9 @@ impl Engine {
         }
     }
 
+    /// The key that started the execution, checked again as the door would check it: a key
+    /// revoked or expired since then makes no more metered calls (its spend cap is enforced by
+    /// the reservation itself).
     async fn principal_for(&self, exec: &ExecutionRecord) -> Result<Principal, String> {
         if exec.key_id == crate::auth::CONFIG_ADMIN_KEY_ID {
             return Ok(Principal {
@@ -112,14 +115,27 @@ impl Engine {
                 ancestors: Vec::new(),
             });
         }
+        let refused = |reason: &'static str, what: &str| {
+            let e = ApiError::unauthorized(reason);
+            format!(
+                "{}: the API key that started this execution {what} ({reason})",
+                e.kind.code(Dialect::Flows)
+            )
+        };
         let key = self
             .store
             .get_key(&exec.key_id)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or("the key that started this execution no longer exists")?;
+            .ok_or_else(|| refused("api_key_revoked", "no longer exists"))?;
         if key.revoked_at.is_some() {
-            return Err("the key that started this execution was revoked".to_owned());
+            return Err(refused("api_key_revoked", "was revoked"));
+        }
+        if key
+            .expires_at
+            .is_some_and(|t| t <= sluice_types::now_unix())
+        {
+            return Err(refused("api_key_expired", "has expired"));
         }
         let tier = self
             .store
@@ -136,7 +152,7 @@ impl Engine {
             spend_limited: key.max_spend.is_some(),
             tier,
             key_limits: key.limits,
-            ancestors: key.lineage.clone(),
+            ancestors: key.lineage,
         })
     }
 
@@ -192,7 +208,6 @@ impl Engine {
     async fn run_node(
         &self,
         exec: &ExecutionRecord,
-        who: &Result<Principal, String>,
         node: &Node,
         ctx: &Value,
         attempt: i64,
@@ -224,11 +239,13 @@ impl Engine {
                     .await
                 }
                 "llm" => {
-                    let who = who.as_ref().map_err(Clone::clone)?;
+                    let who = self.principal_for(exec).await?;
+                    let who = &who;
                     nodes::chat(self, who, nodes::llm_request(&params), id::new_id("req")).await
                 }
                 "agent" => {
-                    let who = who.as_ref().map_err(Clone::clone)?;
+                    let who = self.principal_for(exec).await?;
+                    let who = &who;
                     let agent_id = params["agent_id"].as_str().unwrap_or_default();
                     let agent = self.get_agent(who, agent_id).await.map_err(|e| e.message)?;
                     let req = Engine::run_request(&agent.spec, &json!({"input": params["input"]}))
@@ -248,12 +265,7 @@ impl Engine {
     }
 
     /// One pass over the DAG: settle what can be settled, run every ready node concurrently.
-    async fn step(
-        &self,
-        exec: &ExecutionRecord,
-        def: &Definition,
-        who: &Result<Principal, String>,
-    ) -> Step {
+    async fn step(&self, exec: &ExecutionRecord, def: &Definition) -> Step {
         let now = now_ms();
         if now >= exec.timeout_at {
             self.finish(
@@ -379,7 +391,7 @@ impl Engine {
         let results = join_all(ready.into_iter().map(|node| {
             let prior = runs.get(&node.id).cloned();
             let ctx = &ctx;
-            async move { self.attempt(exec, who, node, prior, ctx).await }
+            async move { self.attempt(exec, node, prior, ctx).await }
         }))
         .await;
         match results.into_iter().flatten().min() {
@@ -393,7 +405,6 @@ impl Engine {
     async fn attempt(
         &self,
         exec: &ExecutionRecord,
-        who: &Result<Principal, String>,
         node: &Node,
         prior: Option<NodeRun>,
         ctx: &Value,
@@ -454,7 +465,7 @@ impl Engine {
         )
         .await;
         let result = self
-            .run_node(exec, who, node, ctx, run.attempts, exec.timeout_at)
+            .run_node(exec, node, ctx, run.attempts, exec.timeout_at)
             .await;
         let done = now_ms();
         match result {
@@ -524,7 +535,6 @@ impl Engine {
             )
             .await;
         }
-        let who = self.principal_for(&exec).await;
         let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
         let heart = {
             let engine = self.clone();
@@ -553,7 +563,7 @@ impl Engine {
             // `running` past its timeout; a lost lease (cancel) stops it at once.
             let deadline = Duration::from_millis((exec.timeout_at - now_ms()).max(0) as u64 + 50);
             let step = tokio::select! {
-                s = self.step(&exec, &def, &who) => s,
+                s = self.step(&exec, &def) => s,
                 _ = tokio::time::sleep(deadline) => Step::Continue,
                 _ = lost_rx.wait_for(|l| *l) => Step::Done,
             };

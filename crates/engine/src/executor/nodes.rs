@@ -199,11 +199,15 @@ pub async fn chat(
         started: std::time::Instant::now(),
     };
     let res = engine.chat(who, req, ctx).await.map_err(|f| {
-        f.error.message.clone()
-            + &f.error
-                .details
-                .map(|d| format!(" {}", Value::Object(d)))
-                .unwrap_or_default()
+        format!(
+            "{}: {}",
+            f.error.kind.code(sluice_types::Dialect::Flows),
+            f.error.message
+        ) + &f
+            .error
+            .details
+            .map(|d| format!(" {}", Value::Object(d)))
+            .unwrap_or_default()
     })?;
     match res.reply {
         sluice_gateway::ChatReply::Json(v) => Ok(json!({

@@ -696,9 +696,20 @@ async fn the_reservation_counts_every_requested_choice() {
         .send()
         .await
         .unwrap();
-    let e = assert_error(res, 402, "insufficient_credits", "billing_error", None, false).await;
+    let e = assert_error(
+        res,
+        402,
+        "insufficient_credits",
+        "billing_error",
+        None,
+        false,
+    )
+    .await;
     let required = e["details"]["required"].as_i64().unwrap();
-    assert!(required >= 20 * 5 * 2, "20 choices × 5 tokens × 2: {required}");
+    assert!(
+        required >= 20 * 5 * 2,
+        "20 choices × 5 tokens × 2: {required}"
+    );
     let res = app
         .req(Method::POST, "/v1/chat/completions", &key)
         .json(&hello(false))

@@ -617,3 +617,80 @@ async fn an_execution_runs_the_version_it_started_on() {
         (Some(2), Some("v2"))
     );
 }
+
+/// Polls an execution (with `reader`, a key of its account) until it ends.
+async fn finished(app: &TestApp, reader: &str, exec_id: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let x: Value = app
+            .req(Method::GET, &format!("/v1/executions/{exec_id}"), reader)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !matches!(x["status"].as_str(), Some("queued" | "running")) {
+            return x;
+        }
+        assert!(Instant::now() < until, "execution still running: {x}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_key_makes_no_more_metered_calls_from_its_executions() {
+    let app = TestApp::start().await;
+    let acct = app
+        .create_account_with(
+            json!({"name": "k", "plan": "pro", "tier": "unlimited"}),
+            1_000_000,
+        )
+        .await;
+    let scopes = json!(["workflows:write", "executions:write", "executions:read"]);
+    let (revoked_id, revoked) = app.create_key_with(&acct, json!({"scopes": scopes})).await;
+    let soon = sluice_types::now_unix() + 1;
+    let (_, expiring) = app
+        .create_key_with(&acct, json!({"scopes": scopes, "expires_at": soon}))
+        .await;
+    let def = json!({"nodes": [
+        {"id": "pause", "type": "delay", "params": {"seconds": 1.5}},
+        {"id": "ask", "type": "llm", "params": {"model": "mock/small", "prompt": "hi", "max_tokens": 4}}
+    ], "edges": [{"from": "pause", "to": "ask"}]});
+    let mut execs = Vec::new();
+    for k in [&revoked, &expiring] {
+        let id = wf(&app, k, def.clone()).await;
+        let res = app
+            .req(Method::POST, &format!("/v1/workflows/{id}/executions"), k)
+            .json(&json!({"input": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        let x: Value = res.json().await.unwrap();
+        execs.push(x["id"].as_str().unwrap().to_owned());
+    }
+    let res = app
+        .req(
+            Method::DELETE,
+            &format!("/v1/keys/{revoked_id}"),
+            &sluice_testkit::admin_key(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, reader) = app.create_key(&acct, &["executions:read"]).await;
+    for (exec, reason) in execs.iter().zip(["api_key_revoked", "api_key_expired"]) {
+        let x = finished(&app, &reader, exec).await;
+        assert_eq!(x["status"], "failed", "{x}");
+        assert_eq!(x["error"]["code"], "execution_failed");
+        assert_eq!(x["error"]["details"]["node_id"], "ask");
+        let what = x["error"]["details"]["node_error"].as_str().unwrap();
+        assert!(
+            what.starts_with("unauthorized:") && what.contains(reason),
+            "{what}"
+        );
+    }
+    assert!(app.mock.bodies().is_empty(), "no model was called");
+}
