@@ -4,6 +4,7 @@
 //! retried under its retry policy. Timeouts are enforced by whoever holds the lease.
 
 pub mod nodes;
+pub mod ssrf;
 
 use std::collections::HashMap;
 use std::sync::Arc;

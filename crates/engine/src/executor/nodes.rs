@@ -1,11 +1,12 @@
 //! What each node type does. Templates and expressions see `{input, nodes: {<id>: {output}}}`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use sluice_types::Principal;
 
+use super::ssrf;
 use crate::workflow_def::template_env;
 use crate::Engine;
 
@@ -70,30 +71,6 @@ pub fn condition(expr: &str, ctx: &Value) -> Result<bool, String> {
     Ok(v.is_true())
 }
 
-/// Addresses an `http_request` node may not reach unless the operator allows private networks:
-/// loopback, private ranges, link-local (cloud metadata lives at 169.254.169.254), unspecified.
-pub fn forbidden_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| forbidden_ip(IpAddr::V4(v4)))
-        }
-    }
-}
-
 /// `http_request`: returns `{status, headers, body}`; a non-2xx fails unless `allow_error_status`.
 pub async fn http_request(
     allow_private: bool,
@@ -108,16 +85,35 @@ pub async fn http_request(
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("only http and https URLs are allowed".to_owned());
     }
-    let host = parsed.host_str().ok_or("url has no host")?.to_owned();
     let port = parsed.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    if !allow_private && addrs.iter().any(|a| forbidden_ip(a.ip())) {
-        return Err(format!(
-            "refused: {host} resolves to a private, loopback or link-local address"
-        ));
+    // An IP literal is checked as it is; a name is resolved once, every answer checked, and the
+    // checked answers pinned (so a second DNS answer cannot point the request elsewhere).
+    let name = parsed.host_str().ok_or("url has no host")?;
+    let literal = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name)
+        .parse::<IpAddr>();
+    let (host, addrs): (Option<String>, Vec<SocketAddr>) = match literal {
+        Ok(ip) => (None, vec![SocketAddr::new(ip, port)]),
+        Err(_) => {
+            let addrs = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+                .collect();
+            (Some(name.to_owned()), addrs)
+        }
+    };
+    if !allow_private {
+        if let Some((a, why)) = addrs
+            .iter()
+            .find_map(|a| ssrf::special_purpose(a.ip()).map(|w| (a, w)))
+        {
+            return Err(format!(
+                "refused: {} is not a public address ({why}); set [executions] allow_private_networks to reach it",
+                a.ip()
+            ));
+        }
     }
     let method = params["method"]
         .as_str()
@@ -125,12 +121,13 @@ pub async fn http_request(
         .to_ascii_uppercase();
     let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
     // Pin the checked address so a second DNS answer cannot redirect the request.
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder()
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .resolve_to_addrs(&host, &addrs)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(host) = &host {
+        client = client.resolve_to_addrs(host, &addrs);
+    }
+    let client = client.build().map_err(|e| e.to_string())?;
     let mut req = client
         .request(method, parsed)
         .header("idempotency-key", idem_key);
@@ -271,6 +268,14 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://10.0.0.1/",
             "http://localhost/",
+            "http://198.18.0.1/",
+            "http://0.0.0.0:80/",
+            "http://[::1]:9/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[fd00::1]/",
+            "http://224.0.0.1/",
+            "http://2130706433/",
         ] {
             let err = http_request(false, &json!({"url": url}), "k", Duration::from_secs(1))
                 .await
@@ -279,25 +284,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn private_and_metadata_addresses_are_forbidden() {
-        for ip in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "192.168.1.1",
-            "172.16.0.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "100.64.0.1",
-        ] {
-            assert!(forbidden_ip(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:4700::1"] {
-            assert!(!forbidden_ip(ip.parse().unwrap()), "{ip}");
-        }
+    #[tokio::test]
+    async fn an_ipv6_literal_url_works_where_private_targets_are_allowed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf).await;
+            let body = r#"{"ok":true}"#;
+            let res = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(res.as_bytes()).await.unwrap();
+        });
+        let url = format!("http://[::1]:{port}/x");
+        let out = http_request(true, &json!({"url": url}), "k", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(out["status"], 200);
+        assert_eq!(out["body"], json!({"ok": true}));
     }
 }
