@@ -51,6 +51,14 @@ pub struct RawExecutions {
     pub allow_private_networks: Option<bool>,
     /// Largest `timeout_seconds` a workflow may set (default 3600).
     pub max_timeout_seconds: Option<u64>,
+    /// Largest node output, rendered template or HTTP response body, in bytes (default 1 MiB).
+    pub max_output_bytes: Option<usize>,
+    /// Largest execution context (input + every node's output), in bytes (default 8 MiB).
+    pub max_context_bytes: Option<usize>,
+    /// Template worker processes per instance (default 2).
+    pub template_workers: Option<usize>,
+    /// Memory limit of each template worker, in MiB (default 512).
+    pub template_memory_mb: Option<u64>,
 }
 
 /// `[routing]`: circuit breakers.
@@ -375,9 +383,25 @@ pub fn load(
             ..Default::default()
         },
         allow_private_networks: raw.executions.allow_private_networks.unwrap_or(false),
-        executor: crate::executor::ExecutorSettings {
-            workers: raw.executions.workers.unwrap_or(4).max(1),
-            ..Default::default()
+        executor: {
+            let d = crate::executor::ExecutorSettings::default();
+            let x = &raw.executions;
+            crate::executor::ExecutorSettings {
+                workers: x.workers.unwrap_or(d.workers).max(1),
+                max_context_bytes: x.max_context_bytes.unwrap_or(d.max_context_bytes).max(1024),
+                sandbox: crate::executor::sandbox::SandboxSettings {
+                    workers: x.template_workers.unwrap_or(d.sandbox.workers).max(1),
+                    memory_bytes: x
+                        .template_memory_mb
+                        .map_or(d.sandbox.memory_bytes, |mb| mb.max(32) * 1024 * 1024),
+                    max_output_bytes: x
+                        .max_output_bytes
+                        .unwrap_or(d.sandbox.max_output_bytes)
+                        .max(1024),
+                    ..d.sandbox
+                },
+                ..d
+            }
         },
         rate_limits,
         starting_grant: c.starting_grant.unwrap_or(0),

@@ -41,6 +41,8 @@ pub struct Engine {
     pub credits: Arc<credits::Credits>,
     pub usage: usage::UsageRecorder,
     pub settings: Settings,
+    /// Where workflow templates are evaluated (worker processes in the server).
+    pub sandbox: executor::sandbox::Sandbox,
     admin_key_hash: Option<[u8; 32]>,
 }
 
@@ -78,6 +80,7 @@ impl Engine {
             usage: usage::UsageRecorder::start(store.clone()),
             store,
             gateway,
+            sandbox: executor::sandbox::Sandbox::new(settings.executor.sandbox.clone()),
             settings,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }

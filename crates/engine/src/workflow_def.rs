@@ -86,35 +86,110 @@ impl Default for DefinitionLimits {
 
 /// The one template engine (sandboxed: no filesystem, fuel-limited at render time).
 pub fn template_env() -> minijinja::Environment<'static> {
+    template_env_with_fuel(50_000)
+}
+
+/// The template environment with `fuel` instructions per evaluation. `debug()` is removed: it
+/// prints the engine's internals, which are not the workflow author's business.
+pub fn template_env_with_fuel(fuel: u64) -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
-    env.set_fuel(Some(50_000));
+    env.set_fuel(Some(fuel));
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.remove_global("debug");
     env
 }
 
-/// Checks every string inside `v` that looks like a template parses.
-fn check_templates(env: &minijinja::Environment<'static>, e: &mut Errors, at: &str, v: &Value) {
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// Whether each template and expression of a definition parses. Parsing can evaluate constant
+/// parts (`'x' * 100000000` is folded at compile time), so it is done where templates run — in
+/// the sandbox — and the validator only reads the verdicts.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Syntax {
+    /// Source → `None` (parses) or the parser's complaint.
+    pub templates: HashMap<String, Option<String>>,
+    pub expressions: HashMap<String, Option<String>>,
+}
+
+impl Syntax {
+    /// Parses `templates` and `expressions` in this thread (inside a template worker, or tests).
+    pub fn check_here(templates: &[String], expressions: &[String]) -> Syntax {
+        let env = template_env();
+        let detail = |e: minijinja::Error| Some(e.detail().unwrap_or("syntax error").to_owned());
+        Syntax {
+            templates: templates
+                .iter()
+                .map(|t| (t.clone(), env.template_from_str(t).err().and_then(detail)))
+                .collect(),
+            expressions: expressions
+                .iter()
+                .map(|x| (x.clone(), env.compile_expression(x).err().and_then(detail)))
+                .collect(),
+        }
+    }
+
+    fn verdict(map: &HashMap<String, Option<String>>, src: &str) -> Option<String> {
+        match map.get(src) {
+            Some(v) => v.clone(),
+            None => Some("it could not be checked within the template sandbox's limits".into()),
+        }
+    }
+}
+
+/// The template strings and condition expressions of a raw definition, each once.
+pub fn sources(raw: &Map<String, Value>) -> (Vec<String>, Vec<String>) {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if is_template(s) && !out.contains(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|x| walk(x, out)),
+            Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let (mut templates, mut expressions) = (Vec::new(), Vec::new());
+    for node in raw
+        .get("nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(params) = node.get("params") else {
+            continue;
+        };
+        walk(params, &mut templates);
+        if node.get("type").and_then(Value::as_str) == Some("condition") {
+            if let Some(x) = params.get("expression").and_then(Value::as_str) {
+                if !expressions.iter().any(|e| e == x) {
+                    expressions.push(x.to_owned());
+                }
+            }
+        }
+    }
+    (templates, expressions)
+}
+
+/// Reports every string inside `v` that looks like a template and does not parse.
+fn check_templates(syntax: &Syntax, e: &mut Errors, at: &str, v: &Value) {
     match v {
-        Value::String(s) if s.contains("{{") || s.contains("{%") => {
-            if let Err(err) = env.template_from_str(s) {
+        Value::String(s) if is_template(s) => {
+            if let Some(detail) = Syntax::verdict(&syntax.templates, s) {
                 e.add(
                     at,
                     "invalid_format",
-                    format!(
-                        "Template does not parse: {}",
-                        err.detail().unwrap_or("syntax error")
-                    ),
+                    format!("Template does not parse: {detail}"),
                 );
             }
         }
         Value::Array(items) => {
             for (i, x) in items.iter().enumerate() {
-                check_templates(env, e, &format!("{at}[{i}]"), x);
+                check_templates(syntax, e, &format!("{at}[{i}]"), x);
             }
         }
         Value::Object(m) => {
             for (k, x) in m {
-                check_templates(env, e, &format!("{at}.{k}"), x);
+                check_templates(syntax, e, &format!("{at}.{k}"), x);
             }
         }
         _ => {}
@@ -151,7 +226,7 @@ fn require_str(e: &mut Errors, params: &Map<String, Value>, at: &str, key: &str)
     }
 }
 
-fn check_params(env: &minijinja::Environment<'static>, e: &mut Errors, at: &str, node: &Node) {
+fn check_params(syntax: &Syntax, e: &mut Errors, at: &str, node: &Node) {
     let p = &node.params;
     let at = format!("{at}.params");
     match node.kind.as_str() {
@@ -224,14 +299,11 @@ fn check_params(env: &minijinja::Environment<'static>, e: &mut Errors, at: &str,
         ),
         "condition" => {
             if let Some(expr) = require_str(e, p, &at, "expression") {
-                if let Err(err) = env.compile_expression(&expr) {
+                if let Some(detail) = Syntax::verdict(&syntax.expressions, &expr) {
                     e.add(
                         format!("{at}.expression"),
                         "invalid_format",
-                        format!(
-                            "Expression does not parse: {}",
-                            err.detail().unwrap_or("syntax error")
-                        ),
+                        format!("Expression does not parse: {detail}"),
                     );
                 }
             }
@@ -261,7 +333,7 @@ fn check_params(env: &minijinja::Environment<'static>, e: &mut Errors, at: &str,
         },
         _ => {}
     }
-    check_templates(env, e, &at, &Value::Object(p.clone()));
+    check_templates(syntax, e, &at, &Value::Object(p.clone()));
 }
 
 /// One cycle among `ids` (those left after removing every node with no incoming edge), as a path.
@@ -300,8 +372,8 @@ fn find_cycle(ids: &[String], edges: &[Edge]) -> Vec<String> {
 pub fn validate(
     raw: &Map<String, Value>,
     limits: &DefinitionLimits,
+    syntax: &Syntax,
 ) -> Result<Definition, Vec<FieldError>> {
-    let env = template_env();
     let mut e = Errors::new();
     let nodes_raw = match raw.get("nodes") {
         Some(Value::Array(n)) if n.is_empty() => {
@@ -378,7 +450,7 @@ pub fn validate(
                 ),
             );
         } else {
-            check_params(&env, &mut e, &at, &node);
+            check_params(syntax, &mut e, &at, &node);
         }
         if !(1..=10).contains(&node.retry.max_attempts) {
             e.add(
@@ -560,8 +632,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn here(raw: &Map<String, Value>) -> Syntax {
+        let (t, x) = sources(raw);
+        Syntax::check_here(&t, &x)
+    }
+
     fn check(v: Value) -> Result<Definition, Vec<String>> {
-        validate(v.as_object().unwrap(), &DefinitionLimits::default()).map_err(|errs| {
+        let raw = v.as_object().unwrap();
+        validate(raw, &DefinitionLimits::default(), &here(raw)).map_err(|errs| {
             errs.into_iter()
                 .map(|e| format!("{}:{}", e.field, e.code))
                 .collect()
@@ -614,6 +692,7 @@ mod tests {
             .as_object()
             .unwrap(),
             &DefinitionLimits::default(),
+            &Syntax::default(),
         )
         .unwrap_err();
         assert_eq!(errs.len(), 1);

@@ -61,6 +61,9 @@ fn view(r: WorkflowRecord) -> Result<WorkflowView, ApiError> {
     })
 }
 
+/// How long parsing a definition's templates may take.
+const SYNTAX_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn name_taken(name: &str) -> ApiError {
     ApiError::new(
         ErrorKind::Conflict,
@@ -72,8 +75,28 @@ fn name_taken(name: &str) -> ApiError {
 }
 
 impl Engine {
+    /// Parses the definition's templates in the sandbox (parsing folds constants, so it can be
+    /// as costly as running them). What could not be checked counts as not parsing.
+    async fn check_syntax(&self, raw: &Map<String, Value>) -> workflow_def::Syntax {
+        let (templates, expressions) = workflow_def::sources(raw);
+        if templates.is_empty() && expressions.is_empty() {
+            return workflow_def::Syntax::default();
+        }
+        let job = crate::executor::sandbox::Job::Check {
+            templates,
+            expressions,
+        };
+        match self.sandbox.run(job, SYNTAX_CHECK_TIMEOUT).await {
+            Ok(v) => serde_json::from_value(v).unwrap_or_default(),
+            Err(e) => {
+                tracing::info!(error = e, "workflow templates could not be checked");
+                workflow_def::Syntax::default()
+            }
+        }
+    }
+
     /// Validates a body into (name, spec); with `base` (PATCH) absent fields keep their value.
-    fn validate_workflow(
+    async fn validate_workflow(
         &self,
         body: &Value,
         base: Option<(&str, &WorkflowSpec)>,
@@ -137,7 +160,8 @@ impl Engine {
             }
         }
         let limits = &self.settings.workflow_limits;
-        let definition = match workflow_def::validate(&raw, limits) {
+        let syntax = self.check_syntax(&raw).await;
+        let definition = match workflow_def::validate(&raw, limits, &syntax) {
             Ok(d) => Some(d),
             Err(list) => {
                 for fe in list {
@@ -172,7 +196,7 @@ impl Engine {
         body: Value,
     ) -> Result<WorkflowView, ApiError> {
         who.require(Scope::WorkflowsWrite)?;
-        let (name, spec) = self.validate_workflow(&body, None)?;
+        let (name, spec) = self.validate_workflow(&body, None).await?;
         let plan = self.plan_of(who).await?;
         let limit = self.settings.plans.workflows[plan_index(plan)];
         let now = now_unix();
@@ -243,7 +267,9 @@ impl Engine {
         who.require(Scope::WorkflowsWrite)?;
         let current = self.workflow(who, id).await?;
         let old = spec_of(&current)?;
-        let (name, spec) = self.validate_workflow(&body, Some((&current.name, &old)))?;
+        let (name, spec) = self
+            .validate_workflow(&body, Some((&current.name, &old)))
+            .await?;
         let record = WorkflowRecord {
             name,
             version: current.version + 1,

@@ -64,6 +64,16 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Internal: evaluate workflow templates for a server (framed jobs on stdin).
+    #[command(hide = true)]
+    TemplateWorker {
+        #[arg(long)]
+        memory_bytes: u64,
+        #[arg(long)]
+        max_output_bytes: usize,
+        #[arg(long)]
+        fuel: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +114,22 @@ enum AccountsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::TemplateWorker {
+        memory_bytes,
+        max_output_bytes,
+        fuel,
+    } = cli.command
+    {
+        // No configuration, no runtime: the worker only evaluates what its server sends.
+        let limits = sluice_engine::executor::sandbox::JobLimits {
+            max_output_bytes,
+            fuel,
+        };
+        return match sluice_engine::executor::sandbox::worker_main(memory_bytes, limits) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let listen = match &cli.command {
         Command::Serve { listen, .. } => listen.clone(),
         _ => None,
@@ -135,6 +161,7 @@ fn main() -> ExitCode {
             Command::Serve { demo, .. } => serve(config, demo).await,
             Command::MockProvider { port } => mock_provider(port).await,
             Command::Migrate => open(&config, None).await.map(|_| ()),
+            Command::TemplateWorker { .. } => Ok(()),
             Command::Keys { command } => keys_command(&config, command).await,
             Command::Accounts { command } => accounts_command(&config, command).await,
         }
@@ -159,12 +186,15 @@ async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, St
                 sluice_engine::secret::redact_url(config.database_url.expose())
             )
         })?;
-    let mut engine = Engine::new(
-        store,
-        config.admin_key.as_ref(),
-        gateway,
-        config.settings.clone(),
-    );
+    let mut settings = config.settings.clone();
+    // Templates run in worker processes started from this very executable.
+    match std::env::current_exe() {
+        Ok(exe) => settings.executor.sandbox.worker_exe = Some(exe),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot find this executable; templates run in-process without a memory limit")
+        }
+    }
+    let mut engine = Engine::new(store, config.admin_key.as_ref(), gateway, settings);
     if let Some(url) = &config.redis_url {
         let redis = sluice_engine::ratelimit_redis::Redis::connect(url.expose())
             .await

@@ -26,6 +26,23 @@ pub fn admin_key() -> String {
     "sk-test-admin-0123456789abcdefghij".to_owned()
 }
 
+/// The `sluice` binary built next to the running test (Cargo builds it for the server's
+/// integration tests); template workers are started from it as in production.
+pub fn sluice_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let bin = dir.join("sluice");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p sluice-server` (cargo test builds it)",
+        bin.display()
+    );
+    bin
+}
+
 /// Engine settings for tests: quick flushes, so charges reach the store within a test.
 pub fn test_settings() -> sluice_engine::Settings {
     sluice_engine::Settings {
@@ -41,6 +58,11 @@ pub fn test_settings() -> sluice_engine::Settings {
         executor: sluice_engine::executor::ExecutorSettings {
             workers: 4,
             poll_interval: std::time::Duration::from_millis(20),
+            sandbox: sluice_engine::executor::sandbox::SandboxSettings {
+                worker_exe: Some(sluice_bin()),
+                ..Default::default()
+            },
+            ..Default::default()
         },
         rate_limits: sluice_engine::limits::RateSettings {
             key_prefix: format!("sluice:test:{}:", sluice_types::id::random_base62(12)),

@@ -74,6 +74,37 @@ impl SluiceProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("sluice is running")
+    }
+
+    /// Resident memory of the server process (Linux `/proc`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS line")
+            * 1024
+    }
+
+    /// The server's child processes (template workers), from every thread's `children` list.
+    pub fn children(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).expect("read tasks");
+        for t in tasks.flatten() {
+            if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        out
+    }
+
     /// Kills the process outright (SIGKILL): no graceful anything, as in a crash.
     pub async fn kill9(mut self) {
         let _ = self.child.kill().await;

@@ -4,6 +4,7 @@
 //! retried under its retry policy. Timeouts are enforced by whoever holds the lease.
 
 pub mod nodes;
+pub mod sandbox;
 pub mod ssrf;
 
 use std::collections::HashMap;
@@ -37,6 +38,11 @@ pub struct ExecutorSettings {
     pub workers: usize,
     /// How often an idle worker looks for work.
     pub poll_interval: Duration,
+    /// Templates and conditions: worker processes, their memory, the output cap (which also
+    /// caps HTTP response bodies; a node's `max_response_bytes` may only lower it).
+    pub sandbox: sandbox::SandboxSettings,
+    /// Largest execution context (input plus every node's output), serialised, in bytes.
+    pub max_context_bytes: usize,
 }
 
 impl Default for ExecutorSettings {
@@ -44,6 +50,8 @@ impl Default for ExecutorSettings {
         ExecutorSettings {
             workers: 4,
             poll_interval: Duration::from_millis(200),
+            sandbox: Default::default(),
+            max_context_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -217,18 +225,32 @@ impl Engine {
         let node_timeout = node.timeout_seconds.map_or(i64::MAX, |s| s as i64 * 1000);
         let left = (deadline - now_ms()).clamp(1, node_timeout);
         let timeout = Duration::from_millis(left as u64);
-        let params = nodes::render(&Value::Object(node.params.clone()), ctx)?;
         let work = async {
+            if node.kind == "condition" {
+                let expr = node
+                    .params
+                    .get("expression")
+                    .and_then(Value::as_str)
+                    .unwrap_or("false")
+                    .to_owned();
+                let job = sandbox::Job::Condition {
+                    expr,
+                    ctx: ctx.clone(),
+                };
+                return self.sandbox.run(job, timeout).await;
+            }
+            let params = Value::Object(node.params.clone());
+            let params = if nodes::is_literal(&params) {
+                params
+            } else {
+                let job = sandbox::Job::Render {
+                    value: params,
+                    ctx: ctx.clone(),
+                };
+                self.sandbox.run(job, timeout).await?
+            };
             match node.kind.as_str() {
                 "transform" => Ok(params["template"].clone()),
-                "condition" => {
-                    let expr = node
-                        .params
-                        .get("expression")
-                        .and_then(Value::as_str)
-                        .unwrap_or("false");
-                    nodes::condition(expr, ctx).map(Value::Bool)
-                }
                 "http_request" => {
                     let key = format!("{}:{}:{attempt}", exec.id, node.id);
                     nodes::http_request(
@@ -236,6 +258,7 @@ impl Engine {
                         &params,
                         &key,
                         timeout,
+                        self.settings.executor.sandbox.max_output_bytes,
                     )
                     .await
                 }
@@ -306,6 +329,11 @@ impl Engine {
         }
         let input: Value = serde_json::from_str(&exec.input).unwrap_or(Value::Null);
         let ctx = nodes::context(&input, &outputs);
+        let ctx_bytes = exec.input.len()
+            + runs
+                .values()
+                .filter_map(|r| r.output.as_ref().map(String::len))
+                .sum::<usize>();
         // An edge is taken when its source succeeded (and, from a condition, chose its `when`).
         let taken = |from: &str, when: Option<bool>| -> Option<bool> {
             match status(from) {
@@ -392,7 +420,7 @@ impl Engine {
         let results = join_all(ready.into_iter().map(|node| {
             let prior = runs.get(&node.id).cloned();
             let ctx = &ctx;
-            async move { self.attempt(exec, node, prior, ctx).await }
+            async move { self.attempt(exec, node, prior, ctx, ctx_bytes).await }
         }))
         .await;
         match results.into_iter().flatten().min() {
@@ -409,6 +437,7 @@ impl Engine {
         node: &Node,
         prior: Option<NodeRun>,
         ctx: &Value,
+        ctx_bytes: usize,
     ) -> Option<i64> {
         let now = now_ms();
         let mut run = prior.unwrap_or_else(|| NodeRun {
@@ -467,12 +496,26 @@ impl Engine {
         .await;
         let result = self
             .run_node(exec, node, ctx, run.attempts, exec.timeout_at)
-            .await;
+            .await
+            .and_then(|out| {
+                let text = out.to_string();
+                let caps = &self.settings.executor;
+                if text.len() > caps.sandbox.max_output_bytes {
+                    Err(sandbox::too_large(caps.sandbox.max_output_bytes))
+                } else if ctx_bytes + text.len() > caps.max_context_bytes {
+                    Err(format!(
+                        "the execution's context would exceed its {}-byte limit ([executions] max_context_bytes)",
+                        caps.max_context_bytes
+                    ))
+                } else {
+                    Ok(text)
+                }
+            });
         let done = now_ms();
         match result {
             Ok(out) => {
                 run.status = "succeeded".into();
-                run.output = Some(out.to_string());
+                run.output = Some(out);
                 run.error = None;
                 run.finished_at = Some(done);
                 let _ = self.store.save_node_run(&run).await;

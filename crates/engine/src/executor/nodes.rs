@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use sluice_types::Principal;
 
+use super::sandbox::JobLimits;
 use super::ssrf;
-use crate::workflow_def::template_env;
+use crate::workflow_def::template_env_with_fuel;
 use crate::Engine;
 
 /// The template context of an execution.
@@ -19,55 +20,109 @@ pub fn context(input: &Value, outputs: &Map<String, Value>) -> Value {
     json!({"input": input, "nodes": nodes})
 }
 
+/// Collects rendered text, refusing to grow past the output cap (so a template that prints
+/// without end stops at the cap instead of filling memory).
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.cap {
+            self.over = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A template engine error as the workflow author should read it (no engine internals).
+fn template_error(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => format!("template error: {}: {d}", e.kind()),
+        None => format!("template error: {}", e.kind()),
+    }
+}
+
 /// Renders a string template; a string that is exactly one `{{ expression }}` keeps the
 /// expression's JSON type (a number stays a number).
-pub fn render_str(s: &str, ctx: &Value) -> Result<Value, String> {
-    let env = template_env();
+pub fn render_str(s: &str, ctx: &Value, limits: JobLimits) -> Result<Value, String> {
+    if !s.contains("{{") && !s.contains("{%") {
+        return Ok(Value::String(s.to_owned()));
+    }
+    let env = template_env_with_fuel(limits.fuel);
     let t = s.trim();
     if t.starts_with("{{") && t.ends_with("}}") && t.matches("{{").count() == 1 {
         let expr = env
             .compile_expression(&t[2..t.len() - 2])
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| template_error(&e))?;
         let v = expr
             .eval(minijinja::Value::from_serialize(ctx))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| template_error(&e))?;
         return serde_json::to_value(&v).map_err(|e| e.to_string());
     }
-    if !s.contains("{{") && !s.contains("{%") {
-        return Ok(Value::String(s.to_owned()));
+    let tmpl = env.template_from_str(s).map_err(|e| template_error(&e))?;
+    let mut out = Capped {
+        buf: Vec::new(),
+        cap: limits.max_output_bytes,
+        over: false,
+    };
+    let rendered = tmpl
+        .render_captured_to(minijinja::Value::from_serialize(ctx), &mut out)
+        .map(drop);
+    match rendered {
+        Ok(()) => Ok(Value::String(
+            String::from_utf8_lossy(&out.buf).into_owned(),
+        )),
+        Err(_) if out.over => Err(super::sandbox::too_large(limits.max_output_bytes)),
+        Err(e) => Err(template_error(&e)),
     }
-    let tmpl = env.template_from_str(s).map_err(|e| e.to_string())?;
-    tmpl.render(minijinja::Value::from_serialize(ctx))
-        .map(Value::String)
-        .map_err(|e| e.to_string())
 }
 
 /// Renders every string inside `v`.
-pub fn render(v: &Value, ctx: &Value) -> Result<Value, String> {
+pub fn render(v: &Value, ctx: &Value, limits: JobLimits) -> Result<Value, String> {
     Ok(match v {
-        Value::String(s) => render_str(s, ctx)?,
+        Value::String(s) => render_str(s, ctx, limits)?,
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|x| render(x, ctx))
+                .map(|x| render(x, ctx, limits))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, x)| Ok((k.clone(), render(x, ctx)?)))
+                .map(|(k, x)| Ok((k.clone(), render(x, ctx, limits)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
     })
 }
 
+/// True when rendering `v` would change nothing (no string in it is a template).
+pub fn is_literal(v: &Value) -> bool {
+    match v {
+        Value::String(s) => !s.contains("{{") && !s.contains("{%"),
+        Value::Array(items) => items.iter().all(is_literal),
+        Value::Object(m) => m.values().all(is_literal),
+        _ => true,
+    }
+}
+
 /// A condition's verdict.
-pub fn condition(expr: &str, ctx: &Value) -> Result<bool, String> {
-    let env = template_env();
-    let e = env.compile_expression(expr).map_err(|e| e.to_string())?;
+pub fn condition(expr: &str, ctx: &Value, limits: JobLimits) -> Result<bool, String> {
+    let env = template_env_with_fuel(limits.fuel);
+    let e = env
+        .compile_expression(expr)
+        .map_err(|e| template_error(&e))?;
     let v = e
         .eval(minijinja::Value::from_serialize(ctx))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| template_error(&e))?;
     Ok(v.is_true())
 }
 
@@ -77,6 +132,7 @@ pub async fn http_request(
     params: &Value,
     idem_key: &str,
     timeout: Duration,
+    max_body_bytes: usize,
 ) -> Result<Value, String> {
     let url = params["url"]
         .as_str()
@@ -162,7 +218,10 @@ pub async fn http_request(
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
         .collect();
-    let cap = params["max_response_bytes"].as_u64().unwrap_or(1024 * 1024) as usize;
+    // The operator's cap is the most a node may read; the node may ask for less.
+    let cap = params["max_response_bytes"]
+        .as_u64()
+        .map_or(max_body_bytes, |n| n.min(max_body_bytes as u64) as usize);
     let mut res = res;
     let mut bytes = Vec::new();
     while let Some(chunk) = res
@@ -236,29 +295,57 @@ pub fn llm_request(params: &Value) -> Value {
 mod tests {
     use super::*;
 
+    const L: JobLimits = JobLimits {
+        max_output_bytes: 1 << 20,
+        fuel: 50_000,
+    };
+
+    #[test]
+    fn rendering_stops_at_the_output_cap_and_debug_is_not_available() {
+        let ctx = context(&json!({}), &Map::new());
+        let small = JobLimits {
+            max_output_bytes: 1000,
+            ..L
+        };
+        let err = render_str("{% for i in range(500) %}xxxx{% endfor %}", &ctx, small).unwrap_err();
+        assert!(err.contains("1000-byte output limit"), "{err}");
+        let err = super::super::sandbox::evaluate(
+            &super::super::sandbox::Job::Render {
+                value: json!("{{ 'x' * 5000 }}"),
+                ctx: ctx.clone(),
+            },
+            small,
+        )
+        .unwrap_err();
+        assert!(err.contains("1000-byte output limit"), "{err}");
+        let err = render_str("{{ debug() }}", &ctx, L).unwrap_err();
+        assert!(err.starts_with("template error:"), "{err}");
+        assert!(!err.contains("Environment"), "no engine internals: {err}");
+    }
+
     #[test]
     fn templates_render_with_types_kept_for_single_expressions() {
         let mut outputs = Map::new();
         outputs.insert("a".into(), json!({"n": 41, "s": "x"}));
         let ctx = context(&json!({"id": 7}), &outputs);
         assert_eq!(
-            render_str("{{ nodes.a.output.n + 1 }}", &ctx).unwrap(),
+            render_str("{{ nodes.a.output.n + 1 }}", &ctx, L).unwrap(),
             json!(42)
         );
         assert_eq!(
-            render_str("id={{ input.id }}/{{ nodes.a.output.s }}", &ctx).unwrap(),
+            render_str("id={{ input.id }}/{{ nodes.a.output.s }}", &ctx, L).unwrap(),
             json!("id=7/x")
         );
         assert_eq!(
-            render(&json!({"k": ["{{ input.id }}", 3]}), &ctx).unwrap(),
+            render(&json!({"k": ["{{ input.id }}", 3]}), &ctx, L).unwrap(),
             json!({"k": [7, 3]})
         );
         assert!(
-            render_str("{{ nodes.missing.output }}", &ctx).is_err(),
+            render_str("{{ nodes.missing.output }}", &ctx, L).is_err(),
             "strict: an unknown name is an error"
         );
-        assert!(condition("nodes.a.output.n > 40", &ctx).unwrap());
-        assert!(!condition("input.id == 8", &ctx).unwrap());
+        assert!(condition("nodes.a.output.n > 40", &ctx, L).unwrap());
+        assert!(!condition("input.id == 8", &ctx, L).unwrap());
     }
 
     #[tokio::test]
@@ -277,9 +364,15 @@ mod tests {
             "http://224.0.0.1/",
             "http://2130706433/",
         ] {
-            let err = http_request(false, &json!({"url": url}), "k", Duration::from_secs(1))
-                .await
-                .unwrap_err();
+            let err = http_request(
+                false,
+                &json!({"url": url}),
+                "k",
+                Duration::from_secs(1),
+                1024,
+            )
+            .await
+            .unwrap_err();
             assert!(err.starts_with("refused:"), "{url}: {err}");
         }
     }
@@ -301,9 +394,15 @@ mod tests {
             sock.write_all(res.as_bytes()).await.unwrap();
         });
         let url = format!("http://[::1]:{port}/x");
-        let out = http_request(true, &json!({"url": url}), "k", Duration::from_secs(5))
-            .await
-            .unwrap();
+        let out = http_request(
+            true,
+            &json!({"url": url}),
+            "k",
+            Duration::from_secs(5),
+            1024,
+        )
+        .await
+        .unwrap();
         assert_eq!(out["status"], 200);
         assert_eq!(out["body"], json!({"ok": true}));
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 use sluice_testkit::process::SluiceProcess;
 
-fn bin() -> &'static Path {
+pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sluice"))
 }
 

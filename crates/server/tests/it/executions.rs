@@ -38,6 +38,7 @@ pub async fn receiver() -> (String, Arc<Receiver>) {
             "flaky" if n == 1 => {
                 (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
             }
+            "big" => "x".repeat(3 * 1024 * 1024).into_response(),
             "hang" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 "never".into_response()

@@ -3,11 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agents;
-mod binary;
+pub mod binary;
 mod contract;
 mod credits;
 pub mod executions;
 mod gateway;
+mod hostile;
 mod keys;
 mod limits;
 mod routing;
