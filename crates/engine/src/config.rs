@@ -39,6 +39,59 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub executions: RawExecutions,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+/// `[server]`: what a connection may cost the instance.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Time a connection has to send a complete request head, idle keep-alive included (ms).
+    pub header_timeout_ms: Option<u64>,
+    /// Time a request has to send its whole body (ms).
+    pub body_timeout_ms: Option<u64>,
+    /// Open connections per instance (kept below the open-file limit).
+    pub max_connections: Option<usize>,
+    /// Open connections per client address (0: no per-address cap, e.g. behind a proxy).
+    pub max_connections_per_client: Option<usize>,
+}
+
+/// Connection and request-read limits of the HTTP server (`[server]`).
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_timeout: std::time::Duration::from_secs(30),
+            body_timeout: std::time::Duration::from_secs(60),
+            max_connections: 10_000,
+            max_connections_per_client: 1_000,
+        }
+    }
+}
+
+impl ServerLimits {
+    fn from_raw(r: &RawServer) -> ServerLimits {
+        let d = ServerLimits::default();
+        let ms = |v: Option<u64>, d: std::time::Duration| {
+            v.map_or(d, |ms| std::time::Duration::from_millis(ms.max(100)))
+        };
+        ServerLimits {
+            header_timeout: ms(r.header_timeout_ms, d.header_timeout),
+            body_timeout: ms(r.body_timeout_ms, d.body_timeout),
+            max_connections: r.max_connections.unwrap_or(d.max_connections).max(1),
+            max_connections_per_client: r
+                .max_connections_per_client
+                .unwrap_or(d.max_connections_per_client),
+        }
+    }
 }
 
 /// `[executions]`: the workflow executor.
@@ -105,6 +158,7 @@ pub struct Config {
     pub admin_key: Option<SecretString>,
     pub log: String,
     pub shutdown_grace_seconds: u64,
+    pub server: ServerLimits,
     /// The catalog sections as written; `catalog()` validates them (already done once by `load`).
     pub providers: Vec<RawProvider>,
     pub models: Vec<RawModel>,
@@ -425,6 +479,7 @@ pub fn load(
             .or(raw.log)
             .unwrap_or_else(|| "info".to_owned()),
         shutdown_grace_seconds,
+        server: ServerLimits::from_raw(&raw.server),
         providers: raw.providers,
         models: raw.models,
         settings,

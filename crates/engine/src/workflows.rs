@@ -62,7 +62,7 @@ fn view(r: WorkflowRecord) -> Result<WorkflowView, ApiError> {
 }
 
 /// How long parsing a definition's templates may take.
-const SYNTAX_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const SYNTAX_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn name_taken(name: &str) -> ApiError {
     ApiError::new(

@@ -3,6 +3,8 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use sluice_engine::Principal;
@@ -33,12 +35,31 @@ fn check_content_type(req: &Request) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the whole body, stopping as soon as it passes the limit.
+/// How long a request may take to send its body, in milliseconds (`[server] body_timeout_ms`).
+static BODY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(60_000);
+
+pub fn set_body_timeout(t: std::time::Duration) {
+    BODY_TIMEOUT_MS.store(t.as_millis() as u64, Ordering::Relaxed);
+}
+
+/// Reads the whole body, stopping as soon as it passes the limit or the body timeout.
 pub async fn read_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
-    match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let timeout = std::time::Duration::from_millis(BODY_TIMEOUT_MS.load(Ordering::Relaxed));
+    let read = tokio::time::timeout(
+        timeout,
+        Limited::new(req.into_body(), MAX_BODY_BYTES).collect(),
+    );
+    let Ok(read) = read.await else {
+        return Err(ApiError::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "The request body did not arrive within {} s.",
+                timeout.as_secs_f64()
+            ),
+        )
+        .with_detail("timeout_seconds", timeout.as_secs_f64()));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::new(

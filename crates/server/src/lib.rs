@@ -3,6 +3,7 @@
 //!
 //! Handlers are thin: extract, call the engine, map the result. No domain rules live here.
 
+pub mod conn;
 pub mod envelope;
 pub mod error;
 pub mod extract;

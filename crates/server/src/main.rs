@@ -255,8 +255,7 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     } else {
         None
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = sluice_server::serve::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on http://{addr}");
@@ -275,11 +274,24 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     let workers = engine.start_executor(engine.settings.executor.clone(), workers_rx);
     let app = sluice_server::app(engine.clone(), None);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let mut limits = config.server.clone();
+    // Leave descriptors for the store, upstream connections and template workers.
+    let fd_budget =
+        (sluice_server::serve::raise_nofile_limit().saturating_sub(256) as usize).max(64);
+    if limits.max_connections > fd_budget {
+        tracing::warn!(
+            configured = limits.max_connections,
+            fd_budget,
+            "max_connections lowered to fit the open-file limit"
+        );
+        limits.max_connections = fd_budget;
+    }
     let result = sluice_server::serve::serve(
         listener,
         app,
         sluice_server::serve::shutdown_signal(),
         grace,
+        &limits,
     )
     .await
     .map_err(|e| e.to_string());

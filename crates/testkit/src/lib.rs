@@ -155,6 +155,7 @@ impl TestServer {
                 app,
                 shutdown,
                 std::time::Duration::from_secs(5),
+                &Default::default(),
             )
             .await;
             // As `sluice serve` does: stop the workers, settle credits, store usage.

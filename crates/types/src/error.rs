@@ -107,6 +107,8 @@ error_table! {
     IdempotencyInFlight => gateway(409, "conflict"), flows(409, "conflict"), InvalidRequest, retry: true;
     /// The same Idempotency-Key was used with a different body.
     IdempotencyMismatch => gateway(422, "invalid_request"), flows(422, "validation_error"), InvalidRequest, retry: false;
+    /// The client did not send its body within the server's body timeout.
+    RequestTimeout => gateway(408, "request_timeout"), flows(408, "request_timeout"), InvalidRequest, retry: false;
     /// Body over the size limit.
     RequestTooLarge => gateway(413, "request_too_large"), flows(413, "request_too_large"), InvalidRequest, retry: false;
     /// The key's model allowlist excludes the model.

@@ -24,6 +24,8 @@ use super::nodes;
 
 /// The largest job a worker accepts (a context of the largest allowed size, with room to spare).
 const MAX_JOB_BYTES: usize = 256 * 1024 * 1024;
+/// How often a running worker's resident memory is compared with its limit.
+const MEMORY_CHECK: Duration = Duration::from_millis(20);
 /// Error texts from the template engine are cut to this many characters.
 const MAX_ERROR_CHARS: usize = 500;
 
@@ -34,7 +36,8 @@ pub struct SandboxSettings {
     pub worker_exe: Option<PathBuf>,
     /// Jobs evaluated at once by this instance.
     pub workers: usize,
-    /// Address-space limit of each worker process, in bytes (0: none).
+    /// Resident-memory limit of each worker process, in bytes (0: none): checked every
+    /// `MEMORY_CHECK` while a job runs; an address-space limit of four times it is the backstop.
     pub memory_bytes: u64,
     /// Largest result of one job (a node's rendered params or output), serialised, in bytes.
     pub max_output_bytes: usize,
@@ -113,6 +116,20 @@ fn timed_out(timeout: Duration) -> String {
         "Node timed out after {}s (evaluating a template)",
         timeout.as_secs_f64().round()
     )
+}
+
+/// Resident memory of process `pid` (Linux `/proc`; `None` elsewhere).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 struct Worker {
@@ -202,7 +219,21 @@ impl Sandbox {
         };
         // Room for the JSON framing of a result of the largest allowed size, or an error text.
         let max_reply = limits.max_output_bytes.saturating_mul(2) + 4096;
-        match tokio::time::timeout_at(deadline, worker.call(&bytes, max_reply)).await {
+        let memory = self.settings.memory_bytes;
+        let pid = worker.child.id();
+        let over_memory = async {
+            loop {
+                tokio::time::sleep(MEMORY_CHECK).await;
+                if memory > 0 && pid.and_then(resident_bytes).is_some_and(|r| r > memory) {
+                    return;
+                }
+            }
+        };
+        let call = tokio::select! {
+            r = tokio::time::timeout_at(deadline, worker.call(&bytes, max_reply)) => r,
+            _ = over_memory => Ok(Err(CallError::Died("over its memory limit".to_owned()))),
+        };
+        match call {
             Err(_) => Err(timed_out(timeout)),
             Ok(Err(CallError::TooLarge)) => Err(too_large(limits.max_output_bytes)),
             Ok(Err(CallError::Died(why))) => {
@@ -214,8 +245,14 @@ impl Sandbox {
                 ))
             }
             Ok(Ok(reply)) => {
-                if let Ok(mut idle) = self.idle.lock() {
-                    idle.push(worker);
+                // A worker that grew keeps its memory (allocators hold on to it): retire it.
+                let grew = pid
+                    .and_then(resident_bytes)
+                    .is_some_and(|r| memory > 0 && r > memory / 4);
+                if !grew {
+                    if let Ok(mut idle) = self.idle.lock() {
+                        idle.push(worker);
+                    }
                 }
                 drop(slot);
                 match reply {
@@ -237,6 +274,8 @@ impl Sandbox {
             .arg("--fuel")
             .arg(limits.fuel.to_string())
             .env_clear()
+            // Give freed memory back at once, so resident memory is what the job holds now.
+            .env("MIMALLOC_PURGE_DELAY", "0")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -261,7 +300,9 @@ impl Sandbox {
 /// until stdin closes (its server stopped or dropped it). Synchronous: one job at a time.
 pub fn worker_main(memory_bytes: u64, limits: JobLimits) -> std::io::Result<()> {
     if memory_bytes > 0 {
-        rlimit::setrlimit(rlimit::Resource::AS, memory_bytes, memory_bytes)?;
+        // The backstop: the server watches resident memory; this stops what outruns it.
+        let cap = memory_bytes.saturating_mul(4);
+        rlimit::setrlimit(rlimit::Resource::AS, cap, cap)?;
     }
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();

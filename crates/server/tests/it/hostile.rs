@@ -38,8 +38,9 @@ async fn workflow(p: &SluiceProcess, def: Value) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 201);
+    let status = res.status();
     let v: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
     v["id"].as_str().unwrap().to_owned()
 }
 

@@ -4,6 +4,7 @@
 
 mod agents;
 pub mod binary;
+mod connections;
 mod contract;
 mod credits;
 pub mod executions;
