@@ -163,11 +163,32 @@ impl Engine {
             }
         };
         errors.finish()?;
-        self.store
+        let done = self
+            .store
             .top_up(account_id, amount, &reason, now_unix())
             .await
-            .map_err(store_error)?
-            .ok_or_else(|| ApiError::not_found("account", account_id))?;
+            .map_err(store_error)?;
+        if done.is_none() {
+            let exists = self
+                .store
+                .wallet(account_id)
+                .await
+                .map_err(store_error)?
+                .is_some();
+            if !exists {
+                return Err(ApiError::not_found("account", account_id));
+            }
+            let mut e = Errors::new();
+            e.add(
+                "amount",
+                "max_value",
+                format!(
+                    "This top-up would take the balance past the largest allowed ({} micro-credits).",
+                    sluice_store::MAX_BALANCE
+                ),
+            );
+            e.finish()?;
+        }
         self.credits_view(account_id).await
     }
 

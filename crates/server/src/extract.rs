@@ -175,24 +175,36 @@ pub struct Auth(pub Principal);
 
 /// The presented secret: `Authorization: Bearer <key>` or `x-api-key: <key>`.
 /// An `Authorization` header of another scheme counts as an invalid key, not a missing one.
+/// Several credentials that differ (two `Authorization` headers, or a bearer token and an
+/// `x-api-key` that disagree) are refused: which one would win is not the client's to guess.
 pub fn presented_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
-    if let Some(v) = headers.get(AUTHORIZATION) {
-        let v = v
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("api_key_invalid"))?;
+    let invalid = || ApiError::unauthorized("api_key_invalid");
+    let mut found: Option<&str> = None;
+    for v in headers.get_all(AUTHORIZATION) {
+        let v = v.to_str().map_err(|_| invalid())?;
         let (scheme, token) = v.trim().split_once(' ').unwrap_or((v, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized("api_key_invalid"));
+            return Err(invalid());
         }
-        return Ok(Some(token.trim()));
+        found = one_credential(found, token.trim())?;
     }
-    if let Some(v) = headers.get("x-api-key") {
-        return v
-            .to_str()
-            .map(Some)
-            .map_err(|_| ApiError::unauthorized("api_key_invalid"));
+    for v in headers.get_all("x-api-key") {
+        found = one_credential(found, v.to_str().map_err(|_| invalid())?.trim())?;
     }
-    Ok(None)
+    Ok(found)
+}
+
+fn one_credential<'a>(seen: Option<&'a str>, next: &'a str) -> Result<Option<&'a str>, ApiError> {
+    match seen {
+        Some(s) if s != next => {
+            let mut e = ApiError::unauthorized("api_key_invalid");
+            e.message =
+                "More than one different API key was sent; send exactly one (Authorization: Bearer or x-api-key)."
+                    .to_owned();
+            Err(e.with_detail("reason", "ambiguous_credentials"))
+        }
+        _ => Ok(Some(next)),
+    }
 }
 
 impl FromRequestParts<AppState> for Auth {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sluice_engine::Engine;
 use sluice_store::IdemState;
-use sluice_types::{ApiError, ErrorKind, Principal};
+use sluice_types::{ApiError, ErrorKind, Principal, Scope};
 
 use crate::error::HttpError;
 
@@ -28,6 +28,7 @@ fn bad_key(message: &str) -> Response {
 pub async fn idempotent<F, Fut>(
     engine: &Engine,
     who: &Principal,
+    scope: Scope,
     headers: &HeaderMap,
     route: &str,
     body: &Value,
@@ -37,6 +38,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Response>,
 {
+    // A replay hands out the stored object: only to a caller who could have created it.
+    if let Err(e) = who.require(scope) {
+        return HttpError(e).into_response();
+    }
     let Some(key) = headers.get("idempotency-key") else {
         return create().await;
     };

@@ -137,9 +137,11 @@ macro_rules! impl_credits {
 
             async fn top_up(&self, id: &str, amount: i64, reason: &str, now: i64) -> $crate::StoreResult<Option<$crate::Wallet>> {
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
-                let row = sqlx::query("UPDATE wallets SET balance = balance + $2 WHERE id = $1 RETURNING balance, reserved")
+                // Balances stay below MAX_BALANCE, so no sum of them can overflow a 64-bit integer.
+                let row = sqlx::query("UPDATE wallets SET balance = balance + $2 WHERE id = $1 AND balance <= $3 - $2 RETURNING balance, reserved")
                     .bind(id)
                     .bind(amount)
+                    .bind($crate::MAX_BALANCE)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err($crate::backend_err)?;

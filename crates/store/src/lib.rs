@@ -29,6 +29,10 @@ pub use model::{
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// The largest balance a wallet may hold (micro-credits): a quarter of `i64::MAX`, so sums of
+/// balances and reservations never overflow.
+pub const MAX_BALANCE: i64 = i64::MAX / 4;
+
 /// What a store can fail with. Text in `Backend` is for logs; the engine never shows it.
 #[derive(Debug)]
 pub enum StoreError {
@@ -105,7 +109,8 @@ pub trait CreditStore: Send + Sync {
         now: i64,
     ) -> StoreResult<()>;
     async fn wallet(&self, id: &str) -> StoreResult<Option<Wallet>>;
-    /// Adds `amount` to the balance (a `topup` entry).
+    /// Adds `amount` to the balance (a `topup` entry). `None` if there is no such wallet or the
+    /// balance would pass `MAX_BALANCE`.
     async fn top_up(
         &self,
         id: &str,

@@ -35,6 +35,7 @@ pub async fn create(
     crate::idempotency::idempotent(
         &engine,
         &who,
+        sluice_types::Scope::AgentsWrite,
         &headers,
         "POST /v1/agents",
         &body,

@@ -36,8 +36,14 @@ pub async fn start(
     let (e, w, b) = (engine.clone(), who.clone(), body.clone());
     // One execution per key: the stored answer is the 202 (a waiting caller replays it and
     // then reads the execution).
-    let res =
-        crate::idempotency::idempotent(&engine, &who, &headers, &route, &body, || async move {
+    let res = crate::idempotency::idempotent(
+        &engine,
+        &who,
+        sluice_types::Scope::ExecutionsWrite,
+        &headers,
+        &route,
+        &body,
+        || async move {
             match e.start_execution(&w, &workflow_id, &b).await {
                 Ok(x) => match e.execution_view(&x).await {
                     Ok(v) => {
@@ -51,8 +57,9 @@ pub async fn start(
                 },
                 Err(err) => HttpError(err).into_response(),
             }
-        })
-        .await;
+        },
+    )
+    .await;
     if !wait || res.status() != StatusCode::ACCEPTED {
         return res;
     }

@@ -28,6 +28,7 @@ pub async fn create(
     crate::idempotency::idempotent(
         &engine,
         &who,
+        sluice_types::Scope::WorkflowsWrite,
         &headers,
         "POST /v1/workflows",
         &body,

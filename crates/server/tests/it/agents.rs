@@ -579,3 +579,30 @@ async fn run_errors_speak_the_flows_dialect() {
     assert_eq!(e["details"]["window_seconds"], 60);
     assert!(e["details"]["retry_after"].as_u64().unwrap() >= 1);
 }
+
+#[tokio::test]
+async fn an_idempotent_replay_needs_the_routes_scope() {
+    let app = TestApp::start().await;
+    let (acct, key) = account(&app, "pro", RW, json!({})).await;
+    let body = json!({"name": "Idem", "model": "mock/small"});
+    let res = app
+        .req(Method::POST, "/v1/agents", &key)
+        .header("idempotency-key", "k-scope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // A key of the same account without agents:write learns nothing from the stored answer.
+    let (_, reader) = app.create_key(&acct, &["agents:read"]).await;
+    let res = app
+        .req(Method::POST, "/v1/agents", &reader)
+        .header("idempotency-key", "k-scope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("idempotent-replayed").is_none());
+    let e = assert_error(res, 403, "forbidden", "permission_error", None, false).await;
+    assert_eq!(e["details"]["required_scope"], "agents:write");
+}

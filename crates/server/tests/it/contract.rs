@@ -451,3 +451,54 @@ async fn readiness_reports_the_store() {
     assert_eq!(v["status"], "ready");
     assert_eq!(v["store"], app.db.backend_name());
 }
+
+#[tokio::test]
+async fn two_different_credentials_are_refused_as_ambiguous() {
+    let app = TestApp::start().await;
+    let acct = app.create_account("acme").await;
+    let (_, a) = app.create_key(&acct, &["models:read"]).await;
+    let (_, b) = app.create_key(&acct, &["models:read"]).await;
+    let client = reqwest::Client::new();
+    for (h1, v1, h2, v2) in [
+        (
+            "authorization",
+            format!("Bearer {a}"),
+            "authorization",
+            format!("Bearer {b}"),
+        ),
+        (
+            "authorization",
+            format!("Bearer {a}"),
+            "x-api-key",
+            b.clone(),
+        ),
+        ("x-api-key", a.clone(), "x-api-key", b.clone()),
+    ] {
+        let res = client
+            .get(app.url("/v1/models"))
+            .header(h1, v1)
+            .header(h2, v2)
+            .send()
+            .await
+            .unwrap();
+        let e = assert_error(
+            res,
+            401,
+            "unauthorized",
+            "authentication_error",
+            None,
+            false,
+        )
+        .await;
+        assert_eq!(e["details"]["reason"], "ambiguous_credentials");
+    }
+    // The same key twice is not ambiguous (some clients send both headers).
+    let res = client
+        .get(app.url("/v1/models"))
+        .header("authorization", format!("Bearer {a}"))
+        .header("x-api-key", a.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -718,3 +718,41 @@ async fn the_reservation_counts_every_requested_choice() {
         .unwrap();
     assert_eq!(res.status(), 200, "one choice fits the same balance");
 }
+
+#[tokio::test]
+async fn a_top_up_past_the_largest_balance_is_a_field_error_not_a_503() {
+    let app = TestApp::start().await;
+    let acct = app.create_account_with_balance("rich", 1).await;
+    let huge = sluice_store::MAX_BALANCE;
+    let res = app
+        .req(
+            Method::POST,
+            &format!("/v1/accounts/{acct}/credits"),
+            &admin_key(),
+        )
+        .json(&json!({"amount": huge}))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        Some("amount"),
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["errors"][0]["code"], "max_value");
+    let res = app
+        .req(
+            Method::GET,
+            &format!("/v1/credits?account_id={acct}"),
+            &admin_key(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["balance"], 1, "nothing was added");
+}
