@@ -363,6 +363,7 @@ impl Engine {
     pub async fn create_agent(&self, who: &Principal, body: Value) -> Result<AgentView, ApiError> {
         who.require(Scope::AgentsWrite)?;
         let (name, spec) = self.validate_agent(who, &body, None)?;
+        self.check_tool_workflows(who, &spec).await?;
         let plan = self.plan_of(who).await?;
         let limit = self.settings.plans.agents[plan_index(plan)];
         let now = now_unix();
@@ -429,6 +430,7 @@ impl Engine {
         let current = self.agent(who, id).await?;
         let old = view(current.clone())?;
         let (name, spec) = self.validate_agent(who, &body, Some((&old.name, &old.spec)))?;
+        self.check_tool_workflows(who, &spec).await?;
         let record = AgentRecord {
             name,
             spec: serde_json::to_string(&spec).map_err(|e| ApiError::internal(e.to_string()))?,
@@ -461,9 +463,45 @@ impl Engine {
         }
     }
 
+    /// Every tool names a workflow of the caller's account (others' are as absent as missing ones).
+    async fn check_tool_workflows(
+        &self,
+        who: &Principal,
+        spec: &AgentSpec,
+    ) -> Result<(), ApiError> {
+        let mut e = Errors::new();
+        for (i, t) in spec.tools.iter().enumerate() {
+            let Some(wf) = t.get("workflow_id").and_then(Value::as_str) else {
+                continue;
+            };
+            match self.workflow(who, wf).await {
+                Ok(_) => {}
+                Err(err) if err.kind == ErrorKind::NotFound => e.add(
+                    format!("tools[{i}].workflow_id"),
+                    "invalid_enum",
+                    format!("No workflow '{wf}' in this account"),
+                ),
+                Err(err) => return Err(err),
+            }
+        }
+        e.finish()
+    }
+
     /// The chat request an agent run makes: instructions as the system message, then the input.
     pub fn run_request(spec: &AgentSpec, body: &Value) -> Result<Value, ApiError> {
         let mut e = Errors::new();
+        if let Value::Object(fields) = body {
+            for k in fields
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "input" | "stream"))
+            {
+                e.add(
+                    k.clone(),
+                    "invalid_format",
+                    format!("Unknown field '{k}'. Allowed: input, stream"),
+                );
+            }
+        }
         let mut messages = Vec::new();
         if let Some(i) = spec.instructions.as_deref().filter(|i| !i.is_empty()) {
             messages.push(json!({"role": "system", "content": i}));

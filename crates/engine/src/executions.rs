@@ -80,6 +80,32 @@ impl Engine {
         let wf = self.workflow(who, workflow_id).await?;
         let spec = spec_of(&wf)?;
         let mut e = Errors::new();
+        let Value::Object(fields) = body else {
+            e.add(
+                "body",
+                "invalid_type",
+                "The body must be a JSON object: {\"input\": {…}}",
+            );
+            e.finish()?;
+            return Err(ApiError::internal(
+                "unreachable: a non-object body passed validation",
+            ));
+        };
+        for k in fields.keys().filter(|k| k.as_str() != "input") {
+            e.add(
+                k.clone(),
+                "invalid_format",
+                format!("Unknown field '{k}'. Allowed: input"),
+            );
+        }
+        let cap = self.settings.executor.max_context_bytes;
+        if body.get("input").is_some_and(|v| v.to_string().len() > cap) {
+            e.add(
+                "input",
+                "max_length",
+                format!("input must be at most {cap} bytes ([executions] max_context_bytes)"),
+            );
+        }
         let input = match body.get("input") {
             None | Some(Value::Null) => json!({}),
             Some(v @ Value::Object(_)) => v.clone(),
@@ -198,6 +224,17 @@ impl Engine {
     pub async fn cancel_execution(&self, who: &Principal, id: &str) -> Result<Value, ApiError> {
         who.require(Scope::ExecutionsWrite)?;
         let x = self.execution(who, id).await?;
+        let conflict = |status: &str| {
+            ApiError::new(
+                ErrorKind::Conflict,
+                format!("This execution has already ended ({status}); there is nothing to cancel."),
+            )
+            .with_detail("field", "status")
+            .with_detail("value", status)
+        };
+        if TERMINAL.contains(&x.status.as_str()) {
+            return Err(conflict(&x.status));
+        }
         if self
             .store
             .finish_execution(&x.id, "cancelled", None, None, now_ms())
@@ -216,6 +253,10 @@ impl Engine {
                 .await;
         }
         let x = self.execution(who, id).await?;
+        if x.status != "cancelled" {
+            // It ended on its own between the read and the cancel.
+            return Err(conflict(&x.status));
+        }
         self.execution_view(&x).await
     }
 

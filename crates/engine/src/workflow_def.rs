@@ -22,6 +22,7 @@ const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 
 /// Per-node retry policy: attempts in all, exponential backoff from `backoff_seconds`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct Retry {
     pub max_attempts: u32,
     pub backoff_seconds: f64,
@@ -37,6 +38,7 @@ impl Default for Retry {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Node {
     pub id: String,
     #[serde(rename = "type")]
@@ -49,6 +51,7 @@ pub struct Node {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Edge {
     pub from: String,
     pub to: String,
@@ -72,6 +75,8 @@ pub struct Definition {
 #[derive(Clone, Debug)]
 pub struct DefinitionLimits {
     pub max_nodes: usize,
+    /// Most edges in one workflow.
+    pub max_edges: usize,
     pub max_timeout_seconds: u64,
 }
 
@@ -79,6 +84,7 @@ impl Default for DefinitionLimits {
     fn default() -> Self {
         DefinitionLimits {
             max_nodes: 200,
+            max_edges: 1_000,
             max_timeout_seconds: 3_600,
         }
     }
@@ -97,6 +103,19 @@ pub fn template_env_with_fuel(fuel: u64) -> minijinja::Environment<'static> {
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.remove_global("debug");
     env
+}
+
+/// Deserialises `v` (found at `at`) as `T`, or one field error in our words with its full path.
+fn parse_at<T: serde::de::DeserializeOwned>(v: &Value, at: &str) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|err| {
+        let inner = err.path().to_string();
+        let path = if inner == "." {
+            at.to_owned()
+        } else {
+            format!("{at}.{inner}")
+        };
+        sluice_types::validation::from_serde(&path, &err.into_inner().to_string())
+    })
 }
 
 fn is_template(s: &str) -> bool {
@@ -402,20 +421,10 @@ pub fn validate(
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, n) in nodes_raw.iter().enumerate() {
         let at = format!("nodes[{i}]");
-        let node: Node = match serde_json::from_value(n.clone()) {
+        let node: Node = match parse_at::<Node>(n, &at) {
             Ok(node) => node,
-            Err(err) => {
-                let msg = err.to_string();
-                let code = if msg.starts_with("missing field") {
-                    "required"
-                } else {
-                    "invalid_type"
-                };
-                let field = msg
-                    .split('`')
-                    .nth(1)
-                    .map_or(at.clone(), |f| format!("{at}.{f}"));
-                e.add(field, code, msg);
+            Err(fe) => {
+                e.push(fe);
                 continue;
             }
         };
@@ -483,17 +492,42 @@ pub fn validate(
     }
     let edges: Vec<Edge> = match raw.get("edges") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, x)| match serde_json::from_value::<Edge>(x.clone()) {
-                Ok(edge) => Some(edge),
-                Err(err) => {
-                    e.add(format!("edges[{i}]"), "invalid_type", err.to_string());
-                    None
-                }
-            })
-            .collect(),
+        Some(Value::Array(items)) if items.len() > limits.max_edges => {
+            e.add(
+                "edges",
+                "max_length",
+                format!("A workflow has at most {} edges", limits.max_edges),
+            );
+            Vec::new()
+        }
+        Some(Value::Array(items)) => {
+            let mut seen: HashMap<(String, String), usize> = HashMap::new();
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, x)| match parse_at::<Edge>(x, &format!("edges[{i}]")) {
+                    Ok(edge) => {
+                        let pair = (edge.from.clone(), edge.to.clone());
+                        if let Some(first) = seen.insert(pair, i) {
+                            e.add(
+                                format!("edges[{i}]"),
+                                "invalid_format",
+                                format!(
+                                    "Duplicate edge {} → {} (also edges[{first}])",
+                                    edge.from, edge.to
+                                ),
+                            );
+                            return None;
+                        }
+                        Some(edge)
+                    }
+                    Err(fe) => {
+                        e.push(fe);
+                        None
+                    }
+                })
+                .collect()
+        }
         Some(_) => {
             e.add("edges", "invalid_type", "edges must be an array");
             Vec::new()
@@ -701,6 +735,60 @@ mod tests {
             errs[0].message.contains("b → c → b") || errs[0].message.contains("c → b → c"),
             "{}",
             errs[0].message
+        );
+    }
+
+    #[test]
+    fn unknown_fields_duplicate_edges_and_type_errors_are_reported_in_our_words() {
+        let raw = json!({"nodes": [
+            {"id": "a", "type": "transform", "params": {"template": 1}, "colour": "red"},
+            {"id": "b", "type": "transform", "params": {"template": 1}, "retry": {"max_attempts": -1}},
+            {"id": "c", "type": "transform", "params": {"template": 1}}
+        ], "edges": [{"from": "a", "to": "c"}, {"from": "a", "to": "c"}, {"from": "a", "to": "c", "weight": 2}]});
+        let errs = validate(
+            raw.as_object().unwrap(),
+            &DefinitionLimits::default(),
+            &Syntax::default(),
+        )
+        .unwrap_err();
+        let got: Vec<(String, &str, String)> = errs
+            .into_iter()
+            .map(|e| (e.field, e.code, e.message))
+            .collect();
+        assert_eq!(got[0].0, "nodes[0].colour");
+        assert_eq!(got[0].1, "invalid_format");
+        assert!(
+            got[0]
+                .2
+                .starts_with("Unknown field 'colour'. Allowed: id, type"),
+            "{}",
+            got[0].2
+        );
+        assert_eq!(
+            got[1],
+            (
+                "nodes[1].retry.max_attempts".to_owned(),
+                "invalid_type",
+                "nodes[1].retry.max_attempts must be a non-negative integer".to_owned()
+            )
+        );
+        assert_eq!(got[2].0, "edges[1]");
+        assert!(got[2].2.starts_with("Duplicate edge a → c"), "{}", got[2].2);
+        assert_eq!(got[3].0, "edges[2].weight");
+        let many: Vec<Value> = (0..1_001)
+            .map(|_| json!({"from": "a", "to": "b"}))
+            .collect();
+        let raw = json!({"nodes": [{"id": "a", "type": "transform", "params": {"template": 1}}], "edges": many});
+        let errs = validate(
+            raw.as_object().unwrap(),
+            &DefinitionLimits::default(),
+            &Syntax::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            (errs[0].field.as_str(), errs[0].code),
+            ("edges", "max_length")
         );
     }
 }

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use sluice_engine::Principal;
 use sluice_types::validation::invalid_fields;
-use sluice_types::{ApiError, ErrorKind, FieldError};
+use sluice_types::{ApiError, ErrorKind};
 
 use crate::error::HttpError;
 use crate::limits::{too_large, MAX_BODY_BYTES};
@@ -90,30 +90,10 @@ fn byte_position(bytes: &[u8], line: usize, column: usize) -> usize {
 
 /// A well-formed body whose values have the wrong type or shape, as a field error.
 fn type_error(path: String, inner: &serde_json::Error) -> ApiError {
-    let message = inner
-        .to_string()
-        .split(" at line ")
-        .next()
-        .unwrap_or("invalid value")
-        .to_owned();
-    let code = if message.starts_with("missing field") {
-        "required"
-    } else if message.starts_with("unknown field") {
-        "unknown_field"
-    } else {
-        "invalid_type"
-    };
-    // serde reports a missing field at its parent's path; the field's name is in the message.
-    let field = if path == "." || code == "required" {
-        let name = message.split('`').nth(1).unwrap_or_default();
-        match path.as_str() {
-            "." => name.to_owned(),
-            parent => format!("{parent}.{name}"),
-        }
-    } else {
-        path
-    };
-    invalid_fields(vec![FieldError::new(field, code, message)])
+    invalid_fields(vec![sluice_types::validation::from_serde(
+        &path,
+        &inner.to_string(),
+    )])
 }
 
 /// Parses `bytes` as `T`: syntax errors are 400 with `details.parse_error`, line, column and
@@ -236,10 +216,27 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(rejection) => Err(HttpError(ApiError::new(
-                ErrorKind::MalformedRequest,
-                format!("Invalid query string: {}", rejection.body_text()),
-            ))),
+            Err(rejection) => {
+                // axum's text is "Failed to deserialize query string: <serde message>".
+                let text = rejection.body_text();
+                let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+                let fe = sluice_types::validation::from_serde(".", detail);
+                let mut e = if fe.field == "body" {
+                    // serde_urlencoded does not say which parameter; do not pretend to know.
+                    ApiError::new(
+                        ErrorKind::MalformedRequest,
+                        "Invalid query string: a parameter has a value of the wrong type.",
+                    )
+                } else {
+                    ApiError::new(
+                        ErrorKind::MalformedRequest,
+                        format!("Invalid query string: {}", fe.message),
+                    )
+                    .with_param(fe.field)
+                };
+                e = e.with_internal(text);
+                Err(HttpError(e))
+            }
         }
     }
 }

@@ -101,3 +101,102 @@ mod tests {
         assert_eq!(details["errors"][1]["code"], "invalid_enum");
     }
 }
+
+/// What a serde type in an error message is called in a field error (no Rust names).
+fn expected_in_words(expected: &str) -> &'static str {
+    let e = expected.trim();
+    match e {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a string" | "a borrowed string" | "a character" => "a string",
+        "a sequence" => "an array",
+        _ if e == "a map" || e.starts_with("struct ") || e.starts_with("a map") => "an object",
+        _ => "of a different type",
+    }
+}
+
+/// A serde error at `path` (`.` for the root, `a.b[0]` below it) as a field error whose message
+/// reads like ours: no Rust type names, no framework wording.
+pub fn from_serde(path: &str, message: &str) -> FieldError {
+    let message = message.split(" at line ").next().unwrap_or(message);
+    let quoted = |i: usize| message.split('`').nth(i).unwrap_or_default().to_owned();
+    // serde_path_to_error puts an unknown field in the path, a missing one only in the message.
+    let join = |parent: &str, name: &str| match parent {
+        "." | "" => name.to_owned(),
+        p if p == name || p.ends_with(&format!(".{name}")) => p.to_owned(),
+        p => format!("{p}.{name}"),
+    };
+    if message.starts_with("missing field") {
+        let name = quoted(1);
+        return FieldError::new(join(path, &name), "required", format!("{name} is required"));
+    }
+    if message.starts_with("unknown field") {
+        let name = quoted(1);
+        let allowed: Vec<String> = message
+            .split_once("expected")
+            .map(|(_, rest)| {
+                rest.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hint = if allowed.is_empty() {
+            String::new()
+        } else {
+            format!(". Allowed: {}", allowed.join(", "))
+        };
+        return FieldError::new(
+            join(path, &name),
+            "invalid_format",
+            format!("Unknown field '{name}'{hint}"),
+        );
+    }
+    let field = if path == "." { "body" } else { path };
+    let expected = message
+        .rsplit_once("expected ")
+        .map_or("", |(_, e)| e)
+        .trim_end_matches('.');
+    FieldError::new(
+        field,
+        "invalid_type",
+        format!("{field} must be {}", expected_in_words(expected)),
+    )
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn serde_errors_read_like_ours() {
+        let e = from_serde(
+            "retry",
+            "invalid value: integer `-1`, expected u32 at line 1 column 5",
+        );
+        assert_eq!(
+            (e.field.as_str(), e.code, e.message.as_str()),
+            (
+                "retry",
+                "invalid_type",
+                "retry must be a non-negative integer"
+            )
+        );
+        let e = from_serde(".", "missing field `id`");
+        assert_eq!((e.field.as_str(), e.code), ("id", "required"));
+        let e = from_serde(
+            "retry",
+            "unknown field `x`, expected `max_attempts` or `backoff_seconds`",
+        );
+        assert_eq!(e.field, "retry.x");
+        assert_eq!(
+            e.message,
+            "Unknown field 'x'. Allowed: max_attempts, backoff_seconds"
+        );
+        let e = from_serde("limit", "invalid digit found in string");
+        assert_eq!(e.message, "limit must be of a different type");
+    }
+}

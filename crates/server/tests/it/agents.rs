@@ -606,3 +606,69 @@ async fn an_idempotent_replay_needs_the_routes_scope() {
     let e = assert_error(res, 403, "forbidden", "permission_error", None, false).await;
     assert_eq!(e["details"]["required_scope"], "agents:write");
 }
+
+#[tokio::test]
+async fn agent_tools_must_name_an_existing_workflow_and_runs_refuse_unknown_fields() {
+    let app = TestApp::start().await;
+    let (_, key) = account(
+        &app,
+        "pro",
+        &["agents:read", "agents:write", "workflows:write"],
+        json!({}),
+    )
+    .await;
+    let missing = format!("wf_{}", sluice_types::id::random_base62(22));
+    let res = app
+        .req(Method::POST, "/v1/agents", &key)
+        .json(&json!({"name": "tooled", "model": "mock/small", "tools": [{"type": "workflow", "workflow_id": missing}]}))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        422,
+        "validation_error",
+        "invalid_request_error",
+        Some("tools[0].workflow_id"),
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["errors"][0]["code"], "invalid_enum");
+
+    let wf: Value = app
+        .req(Method::POST, "/v1/workflows", &key)
+        .json(&json!({"name": "tool", "nodes": [{"id": "t", "type": "transform", "params": {"template": 1}}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .req(Method::POST, "/v1/agents", &key)
+        .json(&json!({"name": "tooled", "model": "mock/small", "tools": [{"type": "workflow", "workflow_id": wf["id"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let agent: Value = res.json().await.unwrap();
+    let res = app
+        .req(
+            Method::POST,
+            &format!("/v1/agents/{}/runs", agent["id"].as_str().unwrap()),
+            &key,
+        )
+        .json(&json!({"input": "hi", "temperature": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        res,
+        422,
+        "validation_error",
+        "invalid_request_error",
+        Some("temperature"),
+        false,
+    )
+    .await;
+}

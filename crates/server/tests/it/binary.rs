@@ -381,7 +381,9 @@ async fn an_execution_survives_kill_9_and_completes_without_repeating_finished_n
             .json()
             .await
             .unwrap();
-        if v["nodes"][1]["status"] == "running" {
+        // Node 2's request has reached the receiver (it answers after 1.5 s): crash now.
+        let in_flight = recv.keys.lock().unwrap().iter().any(|k| k.contains(":n2:"));
+        if v["nodes"][1]["status"] == "running" && in_flight {
             break;
         }
         assert!(

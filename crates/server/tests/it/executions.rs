@@ -695,3 +695,60 @@ async fn a_revoked_or_expired_key_makes_no_more_metered_calls_from_its_execution
     }
     assert!(app.mock.bodies().is_empty(), "no model was called");
 }
+
+#[tokio::test]
+async fn start_bodies_are_strict_and_a_finished_execution_cannot_be_cancelled() {
+    let app = TestApp::start().await;
+    let k = key(&app).await;
+    let id = wf(
+        &app,
+        &k,
+        json!({"nodes": [{"id": "t", "type": "transform", "params": {"template": 1}}]}),
+    )
+    .await;
+    let path = format!("/v1/workflows/{id}/executions");
+    for (body, field) in [
+        (json!([]), "body"),
+        (json!("x"), "body"),
+        (json!({"extra": 1}), "extra"),
+        (json!({"input": [1]}), "input"),
+    ] {
+        let res = app
+            .req(Method::POST, &path, &k)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let e = assert_error(
+            res,
+            422,
+            "validation_error",
+            "invalid_request_error",
+            Some(field),
+            false,
+        )
+        .await;
+        assert_eq!(e["details"]["errors"][0]["field"], field, "{body}");
+    }
+    let x: Value = app
+        .req(Method::POST, &format!("{path}?wait=true"), &k)
+        .json(&json!({"input": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(x["status"], "succeeded");
+    let res = app
+        .req(
+            Method::POST,
+            &format!("/v1/executions/{}/cancel", x["id"].as_str().unwrap()),
+            &k,
+        )
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(res, 409, "conflict", "invalid_request_error", None, false).await;
+    assert_eq!(e["details"]["value"], "succeeded");
+}
