@@ -13,7 +13,9 @@ use crate::upstream::provider_error;
 use crate::{sse, ChunkStream, Usage, UsageCell};
 
 fn bad(msg: impl Into<String>, param: &str) -> ApiError {
-    ApiError::new(ErrorKind::InvalidFields, msg).with_param(param)
+    ApiError::new(ErrorKind::InvalidFields, msg)
+        .with_param(param)
+        .with_field_error("invalid_format")
 }
 
 fn text_of(content: &Value) -> String {

@@ -254,6 +254,7 @@ impl Gateway {
                     ),
                 )
                 .with_param("model")
+                .with_field_error("invalid_enum")
             })?;
         if let Some(allowed) = &who.models {
             if !allowed.iter().any(|a| model.is_named(a)) {
@@ -273,7 +274,8 @@ impl Gateway {
             };
             return Err(
                 ApiError::new(ErrorKind::InvalidFields, format!("'{name}' is {what}."))
-                    .with_param("model"),
+                    .with_param("model")
+                    .with_field_error("invalid_enum"),
             );
         }
         if !model.provider.configured {
@@ -331,7 +333,8 @@ impl Gateway {
                     model.id, model.max_output_tokens
                 ),
             )
-            .with_param("max_tokens"));
+            .with_param("max_tokens")
+            .with_field_error("max_value"));
         }
         let window = u64::from(model.context_window);
         if exact.is_none() && upper + requested.unwrap_or(1) > window {
@@ -495,6 +498,7 @@ impl Gateway {
                 ),
             )
             .with_param("model")
+            .with_field_error("invalid_enum")
             .with_detail("input_tokens", exact)),
         }
     }

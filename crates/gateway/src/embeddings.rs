@@ -58,7 +58,8 @@ impl Gateway {
                     ErrorKind::InvalidFields,
                     "model is required; GET /v1/models lists the models you may use",
                 )
-                .with_param("model"))
+                .with_param("model")
+                .with_field_error("required"))
             }
         };
         check_input(body.get("input"))?;
@@ -70,7 +71,8 @@ impl Gateway {
                     "'{name}' is served by an Anthropic provider, which has no embeddings API."
                 ),
             )
-            .with_param("model"));
+            .with_param("model")
+            .with_field_error("invalid_enum"));
         }
         let text = match body.get("input") {
             Some(Value::String(s)) => s.clone(),

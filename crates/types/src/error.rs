@@ -182,6 +182,14 @@ impl ApiError {
         self
     }
 
+    /// Lists this error as the single field error in `details.errors` (its `param`, message and
+    /// `code`), as the flows dialect's 422 always carries the list.
+    pub fn with_field_error(self, code: &'static str) -> Self {
+        let field = self.param.clone().unwrap_or_else(|| "body".to_owned());
+        let one = serde_json::json!([{"field": field, "message": self.message, "code": code}]);
+        self.with_detail("errors", one)
+    }
+
     pub fn with_internal(mut self, cause: impl Into<String>) -> Self {
         self.internal = Some(cause.into());
         self

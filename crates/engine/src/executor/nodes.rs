@@ -224,11 +224,16 @@ pub async fn http_request(
         .map_or(max_body_bytes, |n| n.min(max_body_bytes as u64) as usize);
     let mut res = res;
     let mut bytes = Vec::new();
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the response failed: {e}"))?
-    {
+    while let Some(chunk) = res.chunk().await.map_err(|e| {
+        if e.is_timeout() {
+            format!(
+                "Node timed out after {}s while reading the response",
+                timeout.as_secs_f64().ceil() as u64
+            )
+        } else {
+            format!("reading the response failed: {e}")
+        }
+    })? {
         if bytes.len() + chunk.len() > cap {
             return Err(format!("response larger than {cap} bytes"));
         }
@@ -405,5 +410,31 @@ mod tests {
         .unwrap();
         assert_eq!(out["status"], 200);
         assert_eq!(out["body"], json!({"ok": true}));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_is_reported_as_a_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"partial\":";
+            sock.write_all(head.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let url = format!("http://127.0.0.1:{port}/");
+        let err = http_request(
+            true,
+            &json!({"url": url}),
+            "k",
+            Duration::from_millis(500),
+            1024,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err, "Node timed out after 1s while reading the response");
     }
 }

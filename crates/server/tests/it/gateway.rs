@@ -615,3 +615,35 @@ async fn choices_and_stream_options_are_validated() {
         assert_eq!(e["details"]["errors"][0]["code"], code, "{extra}");
     }
 }
+
+#[tokio::test]
+async fn unknown_models_and_too_large_max_tokens_list_their_field_error() {
+    let app = TestApp::start().await;
+    let acct = app.create_account("acme").await;
+    let (_, key) = app.create_key(&acct, &["chat:write"]).await;
+    let mut body = hello("small");
+    body["model"] = json!("no-such-model");
+    let e = assert_error(
+        chat(&app, &key, body).await,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        Some("model"),
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["errors"][0]["field"], "model");
+    assert_eq!(e["details"]["errors"][0]["code"], "invalid_enum");
+    let mut body = hello("small");
+    body["max_tokens"] = json!(10_000_000);
+    let e = assert_error(
+        chat(&app, &key, body).await,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        Some("max_tokens"),
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["errors"][0]["code"], "max_value");
+}
