@@ -48,7 +48,7 @@ row_fn!(event_from_row, ExecutionEvent, |row, e| ExecutionEvent {
 });
 
 macro_rules! impl_executions {
-    ($store:ty, $lock:literal) => {
+    ($store:ty, $lock:literal, $share:literal) => {
         #[async_trait::async_trait]
         impl $crate::ExecutionStore for $store {
             async fn create_execution(&self, x: &$crate::ExecutionRecord) -> $crate::StoreResult<()> {
@@ -192,14 +192,27 @@ macro_rules! impl_executions {
                 rows.iter().map($crate::execution_sql::run_from_row).collect()
             }
 
-            async fn save_node_run(&self, r: &$crate::NodeRun) -> $crate::StoreResult<()> {
-                let q = format!(
-                    "INSERT INTO node_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (execution_id, node_id) DO UPDATE SET status = $3, attempts = $4, output = $5, \
-                       error = $6, started_at = $7, finished_at = $8, resume_at = $9",
-                    $crate::execution_sql::RUN_COLS
-                );
-                sqlx::query(&q)
+            async fn save_node_run(&self, r: &$crate::NodeRun, owner: Option<&str>) -> $crate::StoreResult<bool> {
+                // With an owner, the write lands only while that worker holds the execution's
+                // lease (Postgres locks the execution row for it, so a concurrent claim waits).
+                let q = match owner {
+                    None => format!(
+                        "INSERT INTO node_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (execution_id, node_id) DO UPDATE SET status = $3, attempts = $4, output = $5, \
+                           error = $6, started_at = $7, finished_at = $8, resume_at = $9",
+                        $crate::execution_sql::RUN_COLS
+                    ),
+                    Some(_) => format!(
+                        "INSERT INTO node_runs ({}) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                         WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $10 \
+                                       AND status IN ('queued', 'running') {}) \
+                         ON CONFLICT (execution_id, node_id) DO UPDATE SET status = $3, attempts = $4, output = $5, \
+                           error = $6, started_at = $7, finished_at = $8, resume_at = $9",
+                        $crate::execution_sql::RUN_COLS,
+                        $share
+                    ),
+                };
+                let mut query = sqlx::query(&q)
                     .bind(&r.execution_id)
                     .bind(&r.node_id)
                     .bind(&r.status)
@@ -208,11 +221,16 @@ macro_rules! impl_executions {
                     .bind(&r.error)
                     .bind(r.started_at)
                     .bind(r.finished_at)
-                    .bind(r.resume_at)
+                    .bind(r.resume_at);
+                if let Some(owner) = owner {
+                    query = query.bind(owner);
+                }
+                let n = query
                     .execute(&self.pool)
                     .await
-                    .map_err($crate::backend_err)?;
-                Ok(())
+                    .map_err($crate::backend_err)?
+                    .rows_affected();
+                Ok(n == 1)
             }
 
             async fn append_event(&self, execution_id: &str, kind: &str, data: &str, now: i64) -> $crate::StoreResult<i64> {

@@ -259,7 +259,10 @@ pub trait ExecutionStore: Send + Sync {
     /// How many of the account's executions a worker holds right now.
     async fn count_leased(&self, account_id: &str, now: i64) -> StoreResult<i64>;
     async fn node_runs(&self, execution_id: &str) -> StoreResult<Vec<NodeRun>>;
-    async fn save_node_run(&self, run: &NodeRun) -> StoreResult<()>;
+    /// Writes a node run. With `owner`, only while that worker holds the execution's lease
+    /// (false otherwise: a worker that lost its lease cannot write); `None` for the API closing
+    /// the nodes of an execution that ended.
+    async fn save_node_run(&self, run: &NodeRun, owner: Option<&str>) -> StoreResult<bool>;
     /// Appends to the event log; returns the event's number.
     async fn append_event(
         &self,

@@ -47,7 +47,7 @@ sql::impl_common!(PgStore);
 credits_sql::impl_credits!(PgStore);
 flows_sql::impl_flows!(PgStore);
 workflow_sql::impl_workflows!(PgStore);
-execution_sql::impl_executions!(PgStore, "FOR UPDATE SKIP LOCKED");
+execution_sql::impl_executions!(PgStore, "FOR UPDATE SKIP LOCKED", "FOR SHARE");
 
 #[async_trait]
 impl Store for PgStore {

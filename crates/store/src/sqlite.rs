@@ -59,7 +59,7 @@ sql::impl_common!(SqliteStore);
 credits_sql::impl_credits!(SqliteStore);
 flows_sql::impl_flows!(SqliteStore);
 workflow_sql::impl_workflows!(SqliteStore);
-execution_sql::impl_executions!(SqliteStore, "");
+execution_sql::impl_executions!(SqliteStore, "", "");
 
 #[async_trait]
 impl Store for SqliteStore {

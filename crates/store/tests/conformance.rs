@@ -36,6 +36,7 @@ macro_rules! all_cases {
             workflows_keep_every_version_and_refuse_lost_updates,
             executions_are_claimed_once_and_reclaimed_after_a_lapsed_lease,
             node_runs_and_events_are_kept_in_order,
+            only_the_lease_holder_writes_node_runs,
             accounts_get_an_empty_wallet_and_top_ups_add_to_it,
             leases_grant_what_is_available_and_never_more,
             settling_charges_spend_and_refunds_the_rest,

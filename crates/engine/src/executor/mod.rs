@@ -88,6 +88,16 @@ pub fn timed_out(exec: &ExecutionRecord, timeout_seconds: u64, now: i64) -> ApiE
         )
 }
 
+/// How one attempt at a node left it.
+enum Outcome {
+    /// Finished (succeeded, failed or skipped), recorded.
+    Settled,
+    /// Waiting until this time (a delay, or a retry's backoff), recorded.
+    WaitUntil(i64),
+    /// This worker lost the lease: it must stop touching the execution.
+    Lost,
+}
+
 enum Step {
     /// Keep going.
     Continue,
@@ -175,7 +185,7 @@ impl Engine {
             r.status = status.to_owned();
             r.resume_at = None;
             r.finished_at = Some(now_ms());
-            let _ = self.store.save_node_run(&r).await;
+            let _ = self.store.save_node_run(&r, None).await;
         }
     }
 
@@ -289,7 +299,7 @@ impl Engine {
     }
 
     /// One pass over the DAG: settle what can be settled, run every ready node concurrently.
-    async fn step(&self, exec: &ExecutionRecord, def: &Definition) -> Step {
+    async fn step(&self, exec: &ExecutionRecord, def: &Definition, owner: &str) -> Step {
         let now = now_ms();
         if now >= exec.timeout_at {
             self.finish(
@@ -380,7 +390,9 @@ impl Engine {
                 finished_at: Some(now),
                 ..Default::default()
             };
-            let _ = self.store.save_node_run(&run).await;
+            if !self.persist(&run, owner, exec).await {
+                return Step::Done;
+            }
             self.event(
                 &exec.id,
                 "node_finished",
@@ -420,12 +432,43 @@ impl Engine {
         let results = join_all(ready.into_iter().map(|node| {
             let prior = runs.get(&node.id).cloned();
             let ctx = &ctx;
-            async move { self.attempt(exec, node, prior, ctx, ctx_bytes).await }
+            async move { self.attempt(exec, node, prior, ctx, ctx_bytes, owner).await }
         }))
         .await;
-        match results.into_iter().flatten().min() {
+        if results.iter().any(|r| matches!(r, Outcome::Lost)) {
+            return Step::Done;
+        }
+        match results
+            .iter()
+            .filter_map(|r| match r {
+                Outcome::WaitUntil(at) => Some(*at),
+                _ => None,
+            })
+            .min()
+        {
             Some(at) => Step::WaitUntil(at),
             None => Step::Continue,
+        }
+    }
+
+    /// Writes a node run as the lease holder, retrying while the store fails (a node's outcome
+    /// must land before anything depends on it). False when this worker no longer holds the
+    /// lease, or the execution's time ran out while the store was failing: the worker must then
+    /// stop touching the execution.
+    async fn persist(&self, run: &NodeRun, owner: &str, exec: &ExecutionRecord) -> bool {
+        let mut wait = Duration::from_millis(25);
+        loop {
+            match self.store.save_node_run(run, Some(owner)).await {
+                Ok(landed) => return landed,
+                Err(e) => {
+                    tracing::warn!(error = %e, exec = exec.id.as_str(), node = run.node_id.as_str(), "node run not stored; retrying");
+                    if now_ms() > exec.timeout_at + LEASE_MS {
+                        return false;
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+            }
         }
     }
 
@@ -438,7 +481,8 @@ impl Engine {
         prior: Option<NodeRun>,
         ctx: &Value,
         ctx_bytes: usize,
-    ) -> Option<i64> {
+        owner: &str,
+    ) -> Outcome {
         let now = now_ms();
         let mut run = prior.unwrap_or_else(|| NodeRun {
             execution_id: exec.id.clone(),
@@ -451,14 +495,16 @@ impl Engine {
                 run.output =
                     Some(json!({"waited_seconds": node.params.get("seconds")}).to_string());
                 run.finished_at = Some(now);
-                let _ = self.store.save_node_run(&run).await;
+                if !self.persist(&run, owner, exec).await {
+                    return Outcome::Lost;
+                }
                 self.event(
                     &exec.id,
                     "node_finished",
                     json!({"node_id": node.id, "status": "succeeded"}),
                 )
                 .await;
-                return None;
+                return Outcome::Settled;
             }
             let secs = node
                 .params
@@ -470,23 +516,40 @@ impl Engine {
             run.attempts = 1;
             run.started_at = Some(now);
             run.resume_at = Some(at);
-            let _ = self.store.save_node_run(&run).await;
+            if !self.persist(&run, owner, exec).await {
+                return Outcome::Lost;
+            }
             self.event(
                 &exec.id,
                 "node_started",
                 json!({"node_id": node.id, "attempt": 1}),
             )
             .await;
-            return Some(at);
+            return Outcome::WaitUntil(at);
         }
-        // A run left `running` was interrupted (its worker died): that attempt counts.
+        // A run left `running` was interrupted (its worker died mid-attempt): that attempt
+        // counts, and with none left the node fails instead of running again.
+        let max = i64::from(node.retry.max_attempts);
+        if run.status == "running" && run.attempts >= max {
+            let what = format!(
+                "The node was interrupted (the worker running attempt {} stopped) and has no attempts left (max_attempts {max}).",
+                run.attempts
+            );
+            run.status = "failed".into();
+            run.error = Some(what.clone());
+            run.finished_at = Some(now);
+            if !self.persist(&run, owner, exec).await {
+                return Outcome::Lost;
+            }
+            self.event(&exec.id, "node_finished", json!({"node_id": node.id, "status": "failed", "attempt": run.attempts, "error": what})).await;
+            return Outcome::Settled;
+        }
         run.attempts += 1;
         run.status = "running".into();
         run.started_at = Some(now);
         run.resume_at = None;
-        if let Err(e) = self.store.save_node_run(&run).await {
-            tracing::warn!(error = %e, "node start not stored");
-            return Some(now + 1_000);
+        if !self.persist(&run, owner, exec).await {
+            return Outcome::Lost;
         }
         self.event(
             &exec.id,
@@ -518,14 +581,16 @@ impl Engine {
                 run.output = Some(out);
                 run.error = None;
                 run.finished_at = Some(done);
-                let _ = self.store.save_node_run(&run).await;
+                if !self.persist(&run, owner, exec).await {
+                    return Outcome::Lost;
+                }
                 self.event(
                     &exec.id,
                     "node_finished",
                     json!({"node_id": node.id, "status": "succeeded", "attempt": run.attempts}),
                 )
                 .await;
-                None
+                Outcome::Settled
             }
             Err(what) => {
                 run.error = Some(what.clone());
@@ -540,9 +605,15 @@ impl Engine {
                 } else {
                     run.status = "failed".into();
                 }
-                let _ = self.store.save_node_run(&run).await;
+                if !self.persist(&run, owner, exec).await {
+                    return Outcome::Lost;
+                }
                 self.event(&exec.id, "node_finished", json!({"node_id": node.id, "status": run.status, "attempt": run.attempts, "error": what})).await;
-                (run.status == "waiting").then_some(done + wait)
+                if run.status == "waiting" {
+                    Outcome::WaitUntil(done + wait)
+                } else {
+                    Outcome::Settled
+                }
             }
         }
     }
@@ -607,7 +678,7 @@ impl Engine {
             // `running` past its timeout; a lost lease (cancel) stops it at once.
             let deadline = Duration::from_millis((exec.timeout_at - now_ms()).max(0) as u64 + 50);
             let step = tokio::select! {
-                s = self.step(&exec, &def) => s,
+                s = self.step(&exec, &def, owner) => s,
                 _ = tokio::time::sleep(deadline) => Step::Continue,
                 _ = lost_rx.wait_for(|l| *l) => Step::Done,
             };

@@ -7,6 +7,7 @@ pub mod binary;
 mod connections;
 mod contract;
 mod credits;
+mod durability;
 pub mod executions;
 mod gateway;
 mod hostile;

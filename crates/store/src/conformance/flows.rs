@@ -426,10 +426,10 @@ pub async fn node_runs_and_events_are_kept_in_order(store: &dyn Store) {
         started_at: Some(5),
         ..Default::default()
     };
-    store.save_node_run(&run).await.unwrap();
+    assert!(store.save_node_run(&run, None).await.unwrap());
     run.status = "succeeded".into();
     run.output = Some("{\"x\":1}".into());
-    store.save_node_run(&run).await.unwrap();
+    assert!(store.save_node_run(&run, None).await.unwrap());
     assert_eq!(store.node_runs("exec_1").await.unwrap(), vec![run]);
     for k in ["execution_started", "node_started", "node_finished"] {
         store.append_event("exec_1", k, "{}", 1).await.unwrap();
@@ -442,4 +442,54 @@ pub async fn node_runs_and_events_are_kept_in_order(store: &dyn Store) {
             .collect::<Vec<_>>(),
         [(2, "node_started"), (3, "node_finished")]
     );
+}
+
+pub async fn only_the_lease_holder_writes_node_runs(store: &dyn Store) {
+    store
+        .create_execution(&execution("exec_f", 1))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_execution("w1", 10, 1_000)
+        .await
+        .unwrap()
+        .is_some());
+    let mut run = NodeRun {
+        execution_id: "exec_f".into(),
+        node_id: "a".into(),
+        status: "running".into(),
+        attempts: 1,
+        started_at: Some(10),
+        ..Default::default()
+    };
+    assert!(store.save_node_run(&run, Some("w1")).await.unwrap());
+    run.status = "succeeded".into();
+    assert!(
+        !store.save_node_run(&run, Some("w2")).await.unwrap(),
+        "a worker without the lease is refused"
+    );
+    assert_eq!(
+        store.node_runs("exec_f").await.unwrap()[0].status,
+        "running"
+    );
+    // w1's lease lapses and w2 takes over: now w1 is the one refused.
+    assert!(store
+        .claim_execution("w2", 2_000, 1_000)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(!store.save_node_run(&run, Some("w1")).await.unwrap());
+    assert!(store.save_node_run(&run, Some("w2")).await.unwrap());
+    assert_eq!(
+        store.node_runs("exec_f").await.unwrap()[0].status,
+        "succeeded"
+    );
+    // Once the execution ended, no worker writes (the API may, to close its nodes).
+    assert!(store
+        .finish_execution("exec_f", "cancelled", None, None, 2_100)
+        .await
+        .unwrap());
+    run.status = "failed".into();
+    assert!(!store.save_node_run(&run, Some("w2")).await.unwrap());
+    assert!(store.save_node_run(&run, None).await.unwrap());
 }
