@@ -131,6 +131,10 @@ pub struct RawRateLimits {
     /// `memory` (default: one instance) or `redis` (several instances share limits).
     pub backend: Option<String>,
     pub redis_url: Option<String>,
+    /// Deadline of every Redis call on the request path (default 50 ms).
+    pub redis_timeout_ms: Option<u64>,
+    /// `fail_open` (default: this instance's own limits apply) or `fail_closed` (503).
+    pub on_redis_error: Option<String>,
     pub key_prefix: Option<String>,
     pub flows_requests: Option<u64>,
     pub flows_window_seconds: Option<u64>,
@@ -166,6 +170,8 @@ pub struct Config {
     pub breaker: sluice_gateway::routing::BreakerSettings,
     /// Set when `[rate_limits] backend = "redis"` (or `SLUICE_REDIS_URL` is given).
     pub redis_url: Option<SecretString>,
+    pub redis_timeout: std::time::Duration,
+    pub on_redis_error: crate::limiter_policy::OnError,
     /// Environment values named by providers' `api_key_env`, captured at load.
     pub provider_env: Vec<(String, String)>,
     /// Things worth telling the operator that do not stop the start (e.g. unknown `SLUICE_*`).
@@ -418,6 +424,16 @@ pub fn load(
             )))
         }
     };
+    let redis_timeout = std::time::Duration::from_millis(r.redis_timeout_ms.unwrap_or(50).max(1));
+    let on_redis_error = match r.on_redis_error.as_deref() {
+        None | Some("fail_open") => crate::limiter_policy::OnError::FailOpen,
+        Some("fail_closed") => crate::limiter_policy::OnError::FailClosed,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "rate_limits.on_redis_error: `{other}` is not fail_open or fail_closed"
+            )))
+        }
+    };
     let defaults_b = sluice_gateway::routing::BreakerSettings::default();
     let breaker = sluice_gateway::routing::BreakerSettings {
         failures: raw
@@ -485,6 +501,8 @@ pub fn load(
         settings,
         breaker,
         redis_url,
+        redis_timeout,
+        on_redis_error,
         provider_env,
         warnings,
     })

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod executions;
 pub mod executor;
 pub mod keys;
+pub mod limiter_policy;
 pub mod limits;
 pub mod list;
 pub mod llm;
@@ -43,6 +44,7 @@ pub struct Engine {
     pub settings: Settings,
     /// Where workflow templates are evaluated (worker processes in the server).
     pub sandbox: executor::sandbox::Sandbox,
+    on_limiter_error: limiter_policy::OnError,
     admin_key_hash: Option<[u8; 32]>,
 }
 
@@ -81,6 +83,7 @@ impl Engine {
             store,
             gateway,
             sandbox: executor::sandbox::Sandbox::new(settings.executor.sandbox.clone()),
+            on_limiter_error: limiter_policy::OnError::FailOpen,
             settings,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }
@@ -89,6 +92,17 @@ impl Engine {
     /// Replaces the in-process rate limiter (e.g. with Redis, for several instances).
     pub fn with_limiter(mut self, limiter: Arc<dyn ratelimit::RateLimiter>) -> Engine {
         self.limiter = limiter;
+        self
+    }
+
+    /// What happens to requests when the shared limiter does not answer (`None`: in-process).
+    pub fn limiter_policy(&self) -> Option<limiter_policy::OnError> {
+        self.limiter.health().map(|_| self.on_limiter_error)
+    }
+
+    /// Records the policy the shared limiter was started with (for `/readyz`).
+    pub fn with_limiter_policy(mut self, policy: limiter_policy::OnError) -> Engine {
+        self.on_limiter_error = policy;
         self
     }
 

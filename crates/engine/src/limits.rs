@@ -169,10 +169,15 @@ impl Engine {
         }
         let d = match self.limiter.check(&specs).await {
             Ok(d) => d,
+            // Only a fail-closed limiter errs (a fail-open one falls back to in-process limits).
             Err(e) => {
-                // The limiter being down must not take the gateway down: admit, loudly.
-                tracing::error!(error = %e, "rate limiter unavailable; admitting without limits");
-                return Ok((RateLimitStatus::default(), Vec::new()));
+                return Err(ApiError::new(
+                    ErrorKind::ServiceUnavailable,
+                    "Rate limits cannot be checked right now; retry shortly.",
+                )
+                .with_detail("reason", "rate_limiter_unavailable")
+                .with_retry_after(1)
+                .with_internal(e))
             }
         };
         let st = status(&specs, &d);

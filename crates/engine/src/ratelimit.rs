@@ -46,6 +46,10 @@ pub trait RateLimiter: Send + Sync {
     /// Corrects what a past request consumed by `delta` units (negative gives back), e.g. tokens
     /// reserved at admission versus tokens actually used.
     async fn adjust(&self, specs: &[LimitSpec], delta: i64) -> Result<(), String>;
+    /// Whether a shared backend answers (`None`: there is none, limits are in-process).
+    fn health(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// GCRA for one bucket. `tat` is the theoretical arrival time (ms) stored for the key, if any.

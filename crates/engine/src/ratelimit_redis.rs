@@ -72,9 +72,18 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub async fn connect(url: &str) -> Result<Redis, String> {
+    /// Every command and connection attempt is bounded by `deadline`; a lost connection is
+    /// re-established with short, bounded back-off (at most 500 ms apart), never minutes.
+    pub async fn connect(url: &str, deadline: std::time::Duration) -> Result<Redis, String> {
         let client = redis::Client::open(url).map_err(|e| format!("redis url: {e}"))?;
-        let conn = ConnectionManager::new(client)
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(deadline.max(std::time::Duration::from_millis(100)))
+            .set_response_timeout(deadline)
+            .set_number_of_retries(2)
+            .set_factor(50)
+            .set_exponent_base(2)
+            .set_max_delay(500);
+        let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| format!("cannot connect to Redis: {e}"))?;
         Ok(Redis {
@@ -82,6 +91,17 @@ impl Redis {
             check: Script::new(CHECK),
             adjust: Script::new(ADJUST),
         })
+    }
+}
+
+impl Redis {
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| format!("redis: {e}"))
     }
 }
 

@@ -25,7 +25,7 @@ async fn redis() -> Arc<dyn RateLimiter> {
     let url = std::env::var("SLUICE_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     Arc::new(
-        Redis::connect(&url)
+        Redis::connect(&url, std::time::Duration::from_millis(500))
             .await
             .expect("Redis must be running for the limiter suite"),
     )

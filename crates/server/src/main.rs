@@ -196,10 +196,16 @@ async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, St
     }
     let mut engine = Engine::new(store, config.admin_key.as_ref(), gateway, settings);
     if let Some(url) = &config.redis_url {
-        let redis = sluice_engine::ratelimit_redis::Redis::connect(url.expose())
-            .await
-            .map_err(|e| format!("rate limits: {e}"))?;
-        engine = engine.with_limiter(Arc::new(redis));
+        let redis = sluice_engine::limiter_policy::Resilient::start(
+            url.expose(),
+            config.on_redis_error,
+            config.redis_timeout,
+        )
+        .await
+        .map_err(|e| format!("rate limits (on_redis_error = fail_closed): {e}"))?;
+        engine = engine
+            .with_limiter(Arc::new(redis))
+            .with_limiter_policy(config.on_redis_error);
     }
     Ok(Arc::new(engine))
 }

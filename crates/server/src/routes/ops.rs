@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
-use sluice_engine::store_error;
+use sluice_types::{ApiError, ErrorKind};
 
 use crate::error::HttpResult;
 use crate::AppState;
@@ -13,10 +13,39 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The store answers; a load balancer should send traffic here.
+/// How long `/readyz` waits for the store before calling it down.
+const STORE_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Each dependency, within a bounded time: 200 when the instance can serve, else 503 (in the
+/// envelope, with the same report in `details.checks`). A Redis that is down makes the
+/// instance not ready only when limits fail closed.
 pub async fn readyz(State(engine): State<AppState>) -> HttpResult<Json<Value>> {
-    engine.store.ping().await.map_err(store_error)?;
-    Ok(Json(
-        json!({"status": "ready", "store": engine.store.backend()}),
-    ))
+    let started = std::time::Instant::now();
+    let store = match tokio::time::timeout(STORE_PROBE, engine.store.ping()).await {
+        Ok(Ok(())) => json!({"status": "ok", "backend": engine.store.backend(),
+                             "latency_ms": started.elapsed().as_millis() as u64}),
+        Ok(Err(_)) => json!({"status": "down", "backend": engine.store.backend()}),
+        Err(_) => json!({"status": "down", "backend": engine.store.backend(),
+                         "reason": "no answer within 1 s"}),
+    };
+    let limiter = match engine.limiter.health() {
+        None => json!({"status": "ok", "backend": "memory"}),
+        Some(true) => json!({"status": "ok", "backend": "redis"}),
+        Some(false) => json!({"status": "down", "backend": "redis",
+                              "policy": engine.limiter_policy().map(|p| p.as_str())}),
+    };
+    let fail_closed =
+        engine.limiter_policy() == Some(sluice_engine::limiter_policy::OnError::FailClosed);
+    let ready = store["status"] == "ok" && (limiter["status"] == "ok" || !fail_closed);
+    let checks = json!({"store": store, "rate_limiter": limiter});
+    if !ready {
+        return Err(ApiError::new(
+            ErrorKind::ServiceUnavailable,
+            "This instance cannot serve right now; see details.checks.",
+        )
+        .with_detail("checks", checks)
+        .with_retry_after(1)
+        .into());
+    }
+    Ok(Json(json!({"status": "ready", "checks": checks})))
 }

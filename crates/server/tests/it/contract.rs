@@ -449,7 +449,9 @@ async fn readiness_reports_the_store() {
     assert_eq!(res.status(), 200);
     let v: serde_json::Value = res.json().await.unwrap();
     assert_eq!(v["status"], "ready");
-    assert_eq!(v["store"], app.db.backend_name());
+    assert_eq!(v["checks"]["store"]["status"], "ok");
+    assert_eq!(v["checks"]["store"]["backend"], app.db.backend_name());
+    assert_eq!(v["checks"]["rate_limiter"]["backend"], "memory");
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod gateway;
 mod hostile;
 mod keys;
 mod limits;
+mod redis_faults;
 mod routing;
 mod workflows;
 
