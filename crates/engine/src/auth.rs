@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 use sluice_store::ApiKey;
 pub use sluice_types::principal::Principal;
-use sluice_types::{ApiError, Scope};
+use sluice_types::{ApiError, ErrorKind, Scope};
 use subtle::ConstantTimeEq;
 
 use crate::{accounts::ADMIN_ACCOUNT_ID, store_error, Engine};
@@ -57,6 +57,9 @@ pub fn lookup_of(secret: &str) -> Option<&str> {
     }
     body.get(..LOOKUP_LEN)
 }
+
+/// How long a request waits for the store to find its key.
+pub const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Checks a stored key against the presented secret and the clock.
 pub fn verify(
@@ -116,10 +119,18 @@ impl Engine {
         let Some(lookup) = lookup_of(secret) else {
             return Err(ApiError::unauthorized("api_key_invalid"));
         };
-        let (key, tier) = self
-            .store
-            .find_key_with_tier(lookup)
+        // A store that does not answer must not hold every request: 503 after the deadline.
+        let found = tokio::time::timeout(STORE_DEADLINE, self.store.find_key_with_tier(lookup))
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorKind::ServiceUnavailable,
+                    "The store did not answer in time; retry shortly.",
+                )
+                .with_retry_after(1)
+                .with_internal("key lookup timed out")
+            })?;
+        let (key, tier) = found
             .map_err(store_error)?
             .ok_or_else(|| ApiError::unauthorized("api_key_invalid"))?;
         verify(&key, tier, secret, sluice_types::now_unix())

@@ -135,6 +135,8 @@ pub struct RawRateLimits {
     pub redis_timeout_ms: Option<u64>,
     /// `fail_open` (default: this instance's own limits apply) or `fail_closed` (503).
     pub on_redis_error: Option<String>,
+    /// In-process limits on PostgreSQL are per instance; say so to start that way.
+    pub per_instance: Option<bool>,
     pub key_prefix: Option<String>,
     pub flows_requests: Option<u64>,
     pub flows_window_seconds: Option<u64>,
@@ -152,6 +154,24 @@ pub struct RawCredits {
     pub lease_requests: Option<i64>,
     pub lease_ttl_seconds: Option<u64>,
     pub flush_interval_ms: Option<u64>,
+}
+
+impl Config {
+    /// `serve` only: several instances on one PostgreSQL with in-process limits would each allow
+    /// the whole limit, so that needs saying (`per_instance = true`) or Redis.
+    pub fn check_shared_limits(&self) -> Result<(), ConfigError> {
+        let postgres = self.database_url.expose().starts_with("postgres");
+        if postgres && self.redis_url.is_none() && !self.limits_per_instance {
+            return Err(ConfigError(
+                "rate_limits: the database is PostgreSQL, which several instances may share, but \
+                 limits are kept in each process, so every instance would allow the whole limit. \
+                 Set rate_limits.backend = \"redis\" (or SLUICE_REDIS_URL) to share them, or \
+                 rate_limits.per_instance = true to run with per-instance limits."
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Validated configuration.
@@ -172,6 +192,8 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     pub redis_timeout: std::time::Duration,
     pub on_redis_error: crate::limiter_policy::OnError,
+    /// `[rate_limits] per_instance`: in-process limits accepted on a shared database.
+    pub limits_per_instance: bool,
     /// Environment values named by providers' `api_key_env`, captured at load.
     pub provider_env: Vec<(String, String)>,
     /// Things worth telling the operator that do not stop the start (e.g. unknown `SLUICE_*`).
@@ -503,6 +525,7 @@ pub fn load(
         redis_url,
         redis_timeout,
         on_redis_error,
+        limits_per_instance: r.per_instance.unwrap_or(false),
         provider_env,
         warnings,
     })

@@ -91,6 +91,9 @@ pub enum Refusal {
         wallet: String,
         available: i64,
         required: i64,
+        /// Held by reservations in flight, here or on other instances (including one that
+        /// stopped: its lease is refunded within `lease_ttl_seconds`).
+        reserved: i64,
     },
     Store(StoreError),
 }
@@ -276,6 +279,7 @@ impl Credits {
                         wallet: wallet.to_owned(),
                         available: (w.balance - w.reserved).max(0),
                         required: amount,
+                        reserved: w.reserved.max(0),
                     })
                 }
                 LeaseGrant::NoWallet => {
@@ -430,34 +434,52 @@ pub fn cost(input_price: u64, output_price: u64, prompt: u64, completion: u64) -
     i64::try_from(total.div_ceil(1_000_000)).unwrap_or(i64::MAX)
 }
 
-/// The contract's 402 for a refusal (or 503 if the store failed).
+/// The contract's 402 for a refusal (or 503 if the store failed). `details.reserved` says how
+/// much of the wallet is held right now, so a client can tell "empty" from "busy".
 pub fn refusal_error(r: Refusal, key_id: &str) -> ApiError {
-    match r {
-        Refusal::Insufficient { wallet, available, required } if wallet == key_id => ApiError::new(
+    let Refusal::Insufficient {
+        wallet,
+        available,
+        required,
+        reserved,
+    } = r
+    else {
+        return match r {
+            Refusal::Store(e) => store_error(e),
+            Refusal::Insufficient { .. } => ApiError::internal("unreachable refusal"),
+        };
+    };
+    let held = if reserved > 0 {
+        format!(
+            " {reserved} micro-credits are held by requests in flight (a stopped instance's hold is released within its lease time)."
+        )
+    } else {
+        String::new()
+    };
+    let e = if wallet == key_id {
+        ApiError::new(
             ErrorKind::InsufficientCredits,
-            "This API key has reached its spend limit (max_spend). Raise the limit or use another key.",
+            format!("This API key has reached its spend limit (max_spend). Raise the limit or use another key.{held}"),
         )
         .with_detail("reason", "key_spend_limit")
-        .with_detail("balance", available)
-        .with_detail("required", required),
-        Refusal::Insufficient { wallet, available, required } if wallet.starts_with("key_") => {
-            ApiError::new(
-                ErrorKind::InsufficientCredits,
-                "The key that issued this API key has reached its spend limit (max_spend).",
-            )
-            .with_detail("reason", "issuer_spend_limit")
-            .with_detail("issuer_key_id", wallet)
-            .with_detail("balance", available)
-            .with_detail("required", required)
-        }
-        Refusal::Insufficient { available, required, .. } => ApiError::new(
+    } else if wallet.starts_with("key_") {
+        ApiError::new(
             ErrorKind::InsufficientCredits,
-            "Account credit balance is exhausted. Top up your balance to continue.",
+            format!(
+                "The key that issued this API key has reached its spend limit (max_spend).{held}"
+            ),
         )
-        .with_detail("balance", available)
-        .with_detail("required", required),
-        Refusal::Store(e) => store_error(e),
-    }
+        .with_detail("reason", "issuer_spend_limit")
+        .with_detail("issuer_key_id", wallet)
+    } else {
+        ApiError::new(
+            ErrorKind::InsufficientCredits,
+            format!("Account credit balance is exhausted. Top up your balance to continue.{held}"),
+        )
+    };
+    e.with_detail("balance", available)
+        .with_detail("required", required)
+        .with_detail("reserved", reserved)
 }
 
 #[cfg(test)]

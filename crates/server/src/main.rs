@@ -146,6 +146,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Serve { .. }) {
+        if let Err(e) = config.check_shared_limits() {
+            eprintln!("sluice: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

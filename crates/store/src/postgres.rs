@@ -22,7 +22,7 @@ impl PgStore {
     pub async fn open(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(2))
             .connect(url)
             .await
             .map_err(backend_err)?;

@@ -144,7 +144,7 @@ async fn two_server_processes_sharing_postgres_never_overspend() {
         format!(
             "[[providers]]\nid = \"mock\"\ntype = \"openai\"\nbase_url = \"{}\"\n\n\
              [[models]]\nid = \"mock/small\"\ninput_price = 1000000\noutput_price = 2000000\n\n\
-             [credits]\nflush_interval_ms = 50\n",
+             [credits]\nflush_interval_ms = 50\n\n[rate_limits]\nper_instance = true\n",
             mock.base_url()
         ),
     )
@@ -438,4 +438,45 @@ async fn an_execution_survives_kill_9_and_completes_without_repeating_finished_n
         .unwrap();
     assert_eq!(running["data"], serde_json::json!([]));
     b.terminate().await;
+}
+
+#[tokio::test]
+async fn postgres_with_in_process_limits_refuses_to_start_unless_per_instance_is_chosen() {
+    use sluice_store::testing::{Backend, TestDatabase};
+    let db = TestDatabase::new(Backend::Postgres).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &'static str| {
+        let cfg = dir.path().join(format!("c{}.toml", extra.len()));
+        std::fs::write(&cfg, extra).unwrap();
+        let url = db.url.clone();
+        async move {
+            tokio::process::Command::new(bin())
+                .args([
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--config",
+                    cfg.to_str().unwrap(),
+                ])
+                .env("SLUICE_DATABASE_URL", url)
+                .env_remove("SLUICE_REDIS_URL")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let out = run("").await;
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rate_limits: the database is PostgreSQL"),
+        "{stderr}"
+    );
+    // Chosen explicitly, it starts (and is stopped here by the listening line).
+    let cfg = dir.path().join("ok.toml");
+    std::fs::write(&cfg, "[rate_limits]\nper_instance = true\n").unwrap();
+    let env = [("SLUICE_DATABASE_URL", db.url.as_str())];
+    let p = SluiceProcess::spawn(bin(), &["--config", cfg.to_str().unwrap()], &env).await;
+    p.terminate().await;
 }

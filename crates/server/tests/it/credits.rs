@@ -756,3 +756,54 @@ async fn a_top_up_past_the_largest_balance_is_a_field_error_not_a_503() {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["balance"], 1, "nothing was added");
 }
+
+#[tokio::test]
+async fn a_402_says_how_much_is_held_by_requests_in_flight() {
+    let app = TestApp::start().await;
+    let (_, key) = key_for(&app, 30).await;
+    app.mock.push(Behavior::delay(1_000), 1);
+    let first = {
+        let (client, url, key) = (
+            app.client.clone(),
+            app.url("/v1/chat/completions"),
+            key.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&hello(false))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = app
+        .req(Method::POST, "/v1/chat/completions", &key)
+        .json(&hello(false))
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        402,
+        "insufficient_credits",
+        "billing_error",
+        None,
+        false,
+    )
+    .await;
+    let reserved = e["details"]["reserved"].as_i64().unwrap();
+    assert!(reserved >= COST, "the first request's hold: {e}");
+    assert_eq!(e["details"]["balance"], 30 - reserved);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("held by requests in flight"),
+        "{e}"
+    );
+    assert_eq!(first.await.unwrap(), 200);
+}
