@@ -382,7 +382,10 @@ async fn an_empty_balance_is_402_before_any_upstream_call() {
     )
     .await;
     // The prompt is reserved at its byte bound (15 tokens), never below the true count.
-    assert_eq!(e["details"], json!({"balance": 0, "required": 15 + 5 * 2}));
+    assert_eq!(
+        e["details"],
+        json!({"balance": 0, "required": 15 + 5 * 2, "reserved": 0})
+    );
     assert_eq!(app.mock.stats().requests, 0);
 }
 
@@ -406,7 +409,10 @@ async fn a_balance_below_the_maximum_cost_is_refused_even_if_the_actual_cost_wou
         false,
     )
     .await;
-    assert_eq!(e["details"], json!({"balance": 24, "required": 25}));
+    assert_eq!(
+        e["details"],
+        json!({"balance": 24, "required": 25, "reserved": 0})
+    );
     let acct = app.create_account_with_balance("exact", 25).await;
     let (_, key) = app.create_key(&acct, &["chat:write"]).await;
     let res = app
