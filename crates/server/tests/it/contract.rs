@@ -504,3 +504,61 @@ async fn two_different_credentials_are_refused_as_ambiguous() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn a_bad_query_string_is_explained_without_framework_text() {
+    let app = TestApp::start().await;
+    let res = app
+        .req(Method::GET, "/v1/keys?limit=1&limit=2", &admin_key())
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        None,
+        false,
+    )
+    .await;
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.starts_with("Invalid query string:"), "{msg}");
+    assert!(
+        !msg.contains("Failed to deserialize") && !msg.contains("u32"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn requests_the_http_parser_refuses_get_its_bare_status_as_documented() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start().await;
+    let mut headers = String::new();
+    for i in 0..150 {
+        headers.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    for (raw, status) in [
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{headers}\r\n"),
+            "431",
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+                .to_owned(),
+            "400",
+        ),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(app.server.addr)
+            .await
+            .unwrap();
+        tcp.write_all(raw.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut got))
+            .await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+        // SECURITY.md: these never reach Sluice, so they carry no envelope and no request id.
+        assert!(text.contains("content-length: 0"), "{text}");
+    }
+}
