@@ -47,13 +47,13 @@ pub struct Resilient {
 
 impl Resilient {
     /// Connects within `deadline × 20` (at least 1 s). When that fails: with `FailClosed` the
-    /// error is returned (the server refuses to start); with `FailOpen` it starts degraded and
-    /// keeps trying in the background.
+    /// error is returned (the server refuses to start); with `FailOpen` it starts degraded, keeps
+    /// trying in the background, and returns what to log once the server listens.
     pub async fn start(
         url: &str,
         policy: OnError,
         deadline: Duration,
-    ) -> Result<Resilient, String> {
+    ) -> Result<(Resilient, Option<String>), String> {
         let connect_within = (deadline * 20).max(Duration::from_secs(1));
         let first = match tokio::time::timeout(connect_within, Redis::connect(url, deadline)).await
         {
@@ -64,13 +64,16 @@ impl Resilient {
                 connect_within.as_millis()
             )),
         };
-        let (redis, up) = match first {
-            Ok(r) => (Some(r), true),
+        let (redis, up, warning) = match first {
+            Ok(r) => (Some(r), true, None),
             Err(e) if policy == OnError::FailClosed => return Err(e),
-            Err(e) => {
-                tracing::error!(error = %e, "Redis unreachable at start; limits are per instance until it answers");
-                (None, false)
-            }
+            Err(e) => (
+                None,
+                false,
+                Some(format!(
+                    "Redis unreachable at start ({e}); limits are per instance until it answers"
+                )),
+            ),
         };
         let me = Resilient {
             redis: Arc::new(tokio::sync::RwLock::new(redis)),
@@ -80,7 +83,7 @@ impl Resilient {
             deadline,
         };
         me.spawn_probe(url.to_owned());
-        Ok(me)
+        Ok((me, warning))
     }
 
     /// While Redis is marked down, pings it (connecting first if it never was) and marks it up

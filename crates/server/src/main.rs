@@ -181,7 +181,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, String> {
+/// The engine on the configured store and limiter, and what to log once the server listens.
+async fn open_engine(
+    config: &Config,
+    mock_url: Option<&str>,
+) -> Result<(Arc<Engine>, Vec<String>), String> {
+    let mut warnings = Vec::new();
     let catalog = config.catalog(mock_url).map_err(|e| e.to_string())?;
     let gateway = sluice_gateway::Gateway::with_breaker(catalog, config.breaker.clone())?;
     let store = sluice_store::open(config.database_url.expose())
@@ -202,18 +207,23 @@ async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, St
     }
     let mut engine = Engine::new(store, config.admin_key.as_ref(), gateway, settings);
     if let Some(url) = &config.redis_url {
-        let redis = sluice_engine::limiter_policy::Resilient::start(
+        let (redis, warning) = sluice_engine::limiter_policy::Resilient::start(
             url.expose(),
             config.on_redis_error,
             config.redis_timeout,
         )
         .await
         .map_err(|e| format!("rate limits (on_redis_error = fail_closed): {e}"))?;
+        warnings.extend(warning);
         engine = engine
             .with_limiter(Arc::new(redis))
             .with_limiter_policy(config.on_redis_error);
     }
-    Ok(Arc::new(engine))
+    Ok((Arc::new(engine), warnings))
+}
+
+async fn open(config: &Config, mock_url: Option<&str>) -> Result<Arc<Engine>, String> {
+    open_engine(config, mock_url).await.map(|(e, _)| e)
 }
 
 fn api_err(e: ApiError) -> String {
@@ -255,7 +265,7 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
         None
     };
     let mock_url = mock.as_ref().map(|m| m.base_url());
-    let engine = open(&config, mock_url.as_deref()).await?;
+    let (engine, startup_warnings) = open_engine(&config, mock_url.as_deref()).await?;
     sluice_gateway::tokens::warm_up();
     let bootstrap_secret = engine.bootstrap().await.map_err(api_err)?;
     let demo_secret = if demo {
@@ -271,7 +281,7 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on http://{addr}");
-    for w in &config.warnings {
+    for w in config.warnings.iter().chain(&startup_warnings) {
         tracing::warn!("{w}");
     }
     if let Some(secret) = bootstrap_secret {

@@ -13,6 +13,7 @@ mod gateway;
 mod hostile;
 mod keys;
 mod limits;
+mod pg_outage;
 mod redis_faults;
 mod routing;
 mod workflows;

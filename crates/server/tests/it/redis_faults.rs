@@ -243,3 +243,52 @@ async fn with_fail_closed_a_stopped_redis_is_503_and_start_up_without_it_fails_f
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn with_fail_open_an_instance_starts_without_redis_and_shares_limits_once_it_appears() {
+    // A port with no Redis behind it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (p, _dir) = sluice(port, "fail_open").await;
+    let p = p.unwrap();
+    let (status, limiter) = limiter_status(&p).await;
+    assert_eq!((status, limiter["status"].as_str()), (200, Some("down")));
+    let key = key(&p).await;
+    let (statuses, worst) = burst(&p, &key, 6).await;
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 429],
+        "this instance's own limit applies"
+    );
+    assert!(
+        worst < Duration::from_millis(DEADLINE_MS + 100),
+        "{worst:?}"
+    );
+    let child = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let redis = OwnRedis { child, port };
+    let until = Instant::now() + Duration::from_secs(5);
+    while limiter_status(&p).await.1["status"] != "ok" {
+        assert!(Instant::now() < until, "Redis never picked up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (statuses, _) = burst(&p, &key, 1).await;
+    assert_eq!(statuses, [200], "the shared bucket is fresh");
+    drop(redis);
+    p.terminate().await;
+}
