@@ -104,22 +104,8 @@ async fn a_node_whose_success_cannot_be_recorded_is_retried_to_the_store_not_run
     // The receiver answered; recording that keeps failing for a while, then the store heals.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     heal(&app.db.url).await;
-    let until = Instant::now() + Duration::from_secs(15);
-    let done = loop {
-        let v: Value = app
-            .req(Method::GET, &format!("/v1/executions/{exec}"), &k)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !matches!(v["status"].as_str(), Some("queued" | "running")) {
-            break v;
-        }
-        assert!(Instant::now() < until, "not finished: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let url = app.url(&format!("/v1/executions/{exec}"));
+    let done = crate::until_ended(&app.client, &url, &k, Duration::from_secs(15)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["nodes"][0]["attempts"], 1);
     assert_eq!(
@@ -179,23 +165,8 @@ async fn an_interrupted_node_with_no_attempts_left_fails_instead_of_running_agai
     }
     a.kill9().await;
     let b = SluiceProcess::spawn(bin, &args, &env).await;
-    let until = Instant::now() + Duration::from_secs(20);
-    let done = loop {
-        let v: Value = client
-            .get(b.url(&format!("/v1/executions/{exec}")))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !matches!(v["status"].as_str(), Some("queued" | "running")) {
-            break v;
-        }
-        assert!(Instant::now() < until, "not resumed: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let url = b.url(&format!("/v1/executions/{exec}"));
+    let done = crate::until_ended(&client, &url, admin, Duration::from_secs(20)).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["details"]["node_id"], "slow");
     let what = done["error"]["details"]["node_error"].as_str().unwrap();

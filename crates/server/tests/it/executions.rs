@@ -621,22 +621,8 @@ async fn an_execution_runs_the_version_it_started_on() {
 
 /// Polls an execution (with `reader`, a key of its account) until it ends.
 async fn finished(app: &TestApp, reader: &str, exec_id: &str) -> Value {
-    let until = Instant::now() + Duration::from_secs(15);
-    loop {
-        let x: Value = app
-            .req(Method::GET, &format!("/v1/executions/{exec_id}"), reader)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !matches!(x["status"].as_str(), Some("queued" | "running")) {
-            return x;
-        }
-        assert!(Instant::now() < until, "execution still running: {x}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = app.url(&format!("/v1/executions/{exec_id}"));
+    crate::until_ended(&app.client, &url, reader, Duration::from_secs(15)).await
 }
 
 #[tokio::test]

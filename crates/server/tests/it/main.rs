@@ -50,3 +50,28 @@ pub async fn assert_error(
     assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
     e.clone()
 }
+
+/// Polls `GET url` (an execution, read with `key`) until it has ended; panics after `within`.
+/// Connection errors count as "not yet" (the server may be restarting).
+pub async fn until_ended(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    within: std::time::Duration,
+) -> Value {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let v = match client.get(url).bearer_auth(key).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if matches!(
+            v["status"].as_str(),
+            Some("succeeded" | "failed" | "timed_out" | "cancelled")
+        ) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < until, "still not ended: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

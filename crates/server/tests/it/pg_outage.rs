@@ -160,28 +160,10 @@ async fn a_postgres_stop_is_503_at_readyz_within_a_second_and_repeats_no_side_ef
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(pg.ctl("start"));
 
-    let until = Instant::now() + Duration::from_secs(30);
     for x in &execs {
-        loop {
-            let v: Value = match client
-                .get(p.url(&format!("/v1/executions/{x}")))
-                .bearer_auth(admin)
-                .send()
-                .await
-            {
-                Ok(r) => r.json().await.unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
-            if matches!(
-                v["status"].as_str(),
-                Some("succeeded" | "failed" | "timed_out")
-            ) {
-                assert_eq!(v["status"], "succeeded", "{v}");
-                break;
-            }
-            assert!(Instant::now() < until, "not finished: {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = p.url(&format!("/v1/executions/{x}"));
+        let v = crate::until_ended(&client, &url, admin, Duration::from_secs(30)).await;
+        assert_eq!(v["status"], "succeeded", "{v}");
     }
     let mut per_node: HashMap<String, usize> = HashMap::new();
     for k in recv.keys.lock().unwrap().iter() {

@@ -16,13 +16,20 @@ struct OwnRedis {
     port: u16,
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl OwnRedis {
     fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        OwnRedis::on(free_port())
+    }
+
+    fn on(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
             .args([
                 "--bind",
@@ -247,11 +254,7 @@ async fn with_fail_closed_a_stopped_redis_is_503_and_start_up_without_it_fails_f
 #[tokio::test]
 async fn with_fail_open_an_instance_starts_without_redis_and_shares_limits_once_it_appears() {
     // A port with no Redis behind it yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let (p, _dir) = sluice(port, "fail_open").await;
     let p = p.unwrap();
     let (status, limiter) = limiter_status(&p).await;
@@ -267,21 +270,7 @@ async fn with_fail_open_an_instance_starts_without_redis_and_shares_limits_once_
         worst < Duration::from_millis(DEADLINE_MS + 100),
         "{worst:?}"
     );
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let redis = OwnRedis { child, port };
+    let redis = OwnRedis::on(port);
     let until = Instant::now() + Duration::from_secs(5);
     while limiter_status(&p).await.1["status"] != "ok" {
         assert!(Instant::now() < until, "Redis never picked up");
