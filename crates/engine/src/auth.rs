@@ -58,9 +58,6 @@ pub fn lookup_of(secret: &str) -> Option<&str> {
     body.get(..LOOKUP_LEN)
 }
 
-/// How long a request waits for the store to find its key.
-pub const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Checks a stored key against the presented secret and the clock.
 pub fn verify(
     key: &ApiKey,
@@ -120,7 +117,8 @@ impl Engine {
             return Err(ApiError::unauthorized("api_key_invalid"));
         };
         // A store that does not answer must not hold every request: 503 after the deadline.
-        let found = tokio::time::timeout(STORE_DEADLINE, self.store.find_key_with_tier(lookup))
+        let deadline = self.settings.store_deadline;
+        let found = tokio::time::timeout(deadline, self.store.find_key_with_tier(lookup))
             .await
             .map_err(|_| {
                 ApiError::new(

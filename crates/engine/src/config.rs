@@ -55,6 +55,8 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     /// Open connections per client address (0: no per-address cap, e.g. behind a proxy).
     pub max_connections_per_client: Option<usize>,
+    /// Deadline of store calls on the request path: key lookup, credit leases (ms, default 2000).
+    pub store_timeout_ms: Option<u64>,
 }
 
 /// Connection and request-read limits of the HTTP server (`[server]`).
@@ -468,6 +470,8 @@ pub fn load(
             .breaker_cooldown_seconds
             .map_or(defaults_b.cooldown, std::time::Duration::from_secs),
     };
+    let store_deadline =
+        std::time::Duration::from_millis(raw.server.store_timeout_ms.unwrap_or(2_000).max(10));
     let settings = crate::Settings {
         plans: crate::agents::PlanLimits::default(),
         workflow_limits: crate::workflow_def::DefinitionLimits {
@@ -506,7 +510,9 @@ pub fn load(
                 .flush_interval_ms
                 .map_or(defaults.flush_interval, std::time::Duration::from_millis),
             idle_return: defaults.idle_return,
+            store_deadline,
         },
+        store_deadline,
     };
 
     Ok(Config {

@@ -25,6 +25,8 @@ pub struct CreditSettings {
     pub flush_interval: Duration,
     /// An unused lease is returned after this long.
     pub idle_return: Duration,
+    /// How long a request waits for the store to grant a lease (then 503).
+    pub store_deadline: Duration,
 }
 
 impl Default for CreditSettings {
@@ -34,6 +36,7 @@ impl Default for CreditSettings {
             lease_ttl: Duration::from_secs(30),
             flush_interval: Duration::from_millis(500),
             idle_return: Duration::from_secs(2),
+            store_deadline: Duration::from_secs(2),
         }
     }
 }
@@ -249,11 +252,21 @@ impl Credits {
             let lease_id = id::new_id("lease");
             let want = amount.saturating_mul(self.next_multiplier(wallet));
             let expires = now + self.settings.lease_ttl.as_secs() as i64;
-            let grant = self
-                .store
-                .acquire_lease(wallet, want, amount, &lease_id, &self.holder, expires, now)
-                .await
-                .map_err(Refusal::Store)?;
+            let grant = tokio::time::timeout(
+                self.settings.store_deadline,
+                self.store.acquire_lease(
+                    wallet,
+                    want,
+                    amount,
+                    &lease_id,
+                    &self.holder,
+                    expires,
+                    now,
+                ),
+            )
+            .await
+            .map_err(|_| Refusal::Store(StoreError::Backend("lease request timed out".into())))?
+            .map_err(Refusal::Store)?;
             match grant {
                 LeaseGrant::Granted(n) => {
                     let budget = self.budget(wallet);

@@ -49,7 +49,7 @@ pub struct Engine {
 }
 
 /// Engine tunables that come from configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     pub credits: credits::CreditSettings,
     /// Micro-credits every new account starts with.
@@ -60,6 +60,24 @@ pub struct Settings {
     /// Let `http_request` nodes reach loopback, private and link-local addresses (tests, on-prem).
     pub allow_private_networks: bool,
     pub executor: executor::ExecutorSettings,
+    /// How long a request waits for the store on its path (key lookup; credit leases use
+    /// `credits.store_deadline`, set from the same key) before answering 503.
+    pub store_deadline: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            credits: Default::default(),
+            starting_grant: 0,
+            rate_limits: Default::default(),
+            plans: Default::default(),
+            workflow_limits: Default::default(),
+            allow_private_networks: false,
+            executor: Default::default(),
+            store_deadline: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 /// Stops the engine's background work; `Engine::shutdown` flushes what it holds.

@@ -143,6 +143,27 @@ impl Health {
         .unwrap_or(Verdict::Available)
     }
 
+    /// Model ids whose circuit is open right now (for `/readyz`), sorted.
+    pub fn open_circuits(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut open: Vec<String> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| {
+                let s = t.lock().unwrap_or_else(|p| p.into_inner());
+                s.open_until.is_some_and(|u| now < u)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        open.sort();
+        open
+    }
+
+    /// How many models the breakers watch.
+    pub fn watched(&self) -> usize {
+        self.targets.len()
+    }
+
     /// True when the target would be tried (without claiming a probe).
     pub fn is_open(&self, m: &Model) -> bool {
         let now = Instant::now();

@@ -68,6 +68,7 @@ pub fn test_settings() -> sluice_engine::Settings {
             key_prefix: format!("sluice:test:{}:", sluice_types::id::random_base62(12)),
             ..Default::default()
         },
+        ..Default::default()
     }
 }
 

@@ -37,7 +37,12 @@ pub async fn readyz(State(engine): State<AppState>) -> HttpResult<Json<Value>> {
     let fail_closed =
         engine.limiter_policy() == Some(sluice_engine::limiter_policy::OnError::FailClosed);
     let ready = store["status"] == "ok" && (limiter["status"] == "ok" || !fail_closed);
-    let checks = json!({"store": store, "rate_limiter": limiter});
+    // Providers inform, never decide: an open circuit is routed around, not a reason to stop.
+    let health = &engine.gateway.health;
+    let open = health.open_circuits();
+    let providers = json!({"status": if open.is_empty() { "ok" } else { "degraded" },
+                           "models": health.watched(), "open_circuits": open});
+    let checks = json!({"store": store, "rate_limiter": limiter, "providers": providers});
     if !ready {
         return Err(ApiError::new(
             ErrorKind::ServiceUnavailable,

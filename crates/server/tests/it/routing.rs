@@ -244,6 +244,15 @@ async fn the_breaker_opens_half_opens_after_the_cooldown_and_closes_on_success()
         3,
         "an open circuit sends nothing upstream"
     );
+    // /readyz names the open circuit but stays ready (traffic is routed around it).
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let ready: Value = res.json().await.unwrap();
+    assert_eq!(ready["checks"]["providers"]["status"], "degraded");
+    assert_eq!(
+        ready["checks"]["providers"]["open_circuits"],
+        json!(["mock/flaky"])
+    );
     // After the cool-down one probe goes through; it succeeds and the circuit closes.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(
