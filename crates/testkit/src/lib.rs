@@ -30,17 +30,16 @@ pub fn admin_key() -> String {
 /// integration tests); template workers are started from it as in production.
 pub fn sluice_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let bin = dir.join("sluice");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p sluice-server` (cargo test builds it)",
-        bin.display()
-    );
-    bin
+    // Test binaries live in target/<profile>/deps, tool binaries in target/<profile>.
+    let dirs = [exe.parent(), exe.parent().and_then(|d| d.parent())];
+    let found = dirs
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("sluice"))
+        .find(|b| b.exists());
+    found.unwrap_or_else(|| {
+            panic!("the sluice binary is missing next to {}: build it with `cargo build -p sluice-server` (cargo test builds it)", exe.display())
+        })
 }
 
 /// Engine settings for tests: quick flushes, so charges reach the store within a test.

@@ -178,3 +178,31 @@ async fn a_postgres_stop_is_503_at_readyz_within_a_second_and_repeats_no_side_ef
     assert_eq!(recv.calls.load(Ordering::SeqCst), 16);
     p.terminate().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_database_at_start_is_a_clear_error_at_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = Instant::now();
+    let out = tokio::process::Command::new(crate::binary::bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env(
+            "SLUICE_DATABASE_URL",
+            format!("postgres://postgres:hunter2@127.0.0.1:{port}/x"),
+        )
+        .env("SLUICE_REDIS_URL", format!("redis://127.0.0.1:{port}"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot open database"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is masked: {stderr}"
+    );
+}
