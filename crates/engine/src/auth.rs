@@ -5,9 +5,9 @@
 //! ~285 random bits, so a fast hash is the right tool (a slow KDF would only add latency).
 
 use sha2::{Digest, Sha256};
-use sluice_store::ApiKey;
+use sluice_store::{ApiKey, StoreError};
 pub use sluice_types::principal::Principal;
-use sluice_types::{ApiError, ErrorKind, Scope};
+use sluice_types::{ApiError, Scope};
 use subtle::ConstantTimeEq;
 
 use crate::{accounts::ADMIN_ACCOUNT_ID, store_error, Engine};
@@ -120,14 +120,7 @@ impl Engine {
         let deadline = self.settings.store_deadline;
         let found = tokio::time::timeout(deadline, self.store.find_key_with_tier(lookup))
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    ErrorKind::ServiceUnavailable,
-                    "The store did not answer in time; retry shortly.",
-                )
-                .with_retry_after(1)
-                .with_internal("key lookup timed out")
-            })?;
+            .map_err(|_| store_error(StoreError::Backend("key lookup timed out".into())))?;
         let (key, tier) = found
             .map_err(store_error)?
             .ok_or_else(|| ApiError::unauthorized("api_key_invalid"))?;

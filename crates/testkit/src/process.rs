@@ -80,14 +80,7 @@ impl SluiceProcess {
 
     /// Resident memory of the server process (Linux `/proc`), in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .expect("VmRSS line")
-            * 1024
+        sluice_engine::executor::sandbox::resident_bytes(self.pid()).expect("VmRSS of sluice")
     }
 
     /// The server's child processes (template workers), from every thread's `children` list.

@@ -119,7 +119,7 @@ fn timed_out(timeout: Duration) -> String {
 }
 
 /// Resident memory of process `pid` (Linux `/proc`; `None` elsewhere).
-fn resident_bytes(pid: u32) -> Option<u64> {
+pub fn resident_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb = status
         .lines()

@@ -131,32 +131,26 @@ async fn an_interrupted_node_with_no_attempts_left_fails_instead_of_running_agai
     let bin = crate::binary::bin();
     let a = SluiceProcess::spawn(bin, &args, &env).await;
     let client = reqwest::Client::new();
-    let wf: Value = client
-        .post(a.url("/v1/workflows"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "once", "nodes": [
+    let wf: Value = crate::post_json(
+        &client,
+        &a.url("/v1/workflows"),
+        admin,
+        &json!({"name": "once", "nodes": [
             {"id": "slow", "type": "http_request", "params": {"url": format!("{url}/item/slow")},
              "retry": {"max_attempts": 1}}
-        ]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let x: Value = client
-        .post(a.url(&format!(
+        ]}),
+    )
+    .await;
+    let x: Value = crate::post_json(
+        &client,
+        &a.url(&format!(
             "/v1/workflows/{}/executions",
             wf["id"].as_str().unwrap()
-        )))
-        .bearer_auth(admin)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )),
+        admin,
+        &json!({}),
+    )
+    .await;
     let exec = x["id"].as_str().unwrap().to_owned();
     let until = Instant::now() + Duration::from_secs(10);
     while recv.calls.load(Ordering::SeqCst) == 0 {

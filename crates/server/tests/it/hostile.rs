@@ -182,16 +182,13 @@ async fn cancelling_an_execution_kills_the_template_it_was_evaluating() {
     }]}))
     .await;
     let client = reqwest::Client::new();
-    let x: Value = client
-        .post(p.url(&format!("/v1/workflows/{wf}/executions")))
-        .bearer_auth(ADMIN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let x: Value = crate::post_json(
+        &client,
+        &p.url(&format!("/v1/workflows/{wf}/executions")),
+        ADMIN,
+        &json!({}),
+    )
+    .await;
     let exec = x["id"].as_str().unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     loop {

@@ -76,3 +76,15 @@ pub async fn until_ended(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// POSTs `body` as `key` and returns the JSON answer, whatever its status.
+pub async fn post_json(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> Value {
+    let res = client.post(url).bearer_auth(key).json(body).send().await;
+    res.unwrap().json().await.unwrap()
+}
+
+/// A free loopback port (for a dependency the test starts itself).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

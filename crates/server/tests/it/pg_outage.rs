@@ -115,34 +115,28 @@ async fn a_postgres_stop_is_503_at_readyz_within_a_second_and_repeats_no_side_ef
     )
     .await;
     let client = reqwest::Client::new();
-    let wf: Value = client
-        .post(p.url("/v1/workflows"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "outage", "nodes": [
+    let wf: Value = crate::post_json(
+        &client,
+        &p.url("/v1/workflows"),
+        admin,
+        &json!({"name": "outage", "nodes": [
             {"id": "a", "type": "http_request", "params": {"url": format!("{url}/item/a")}},
             {"id": "b", "type": "http_request", "params": {"url": format!("{url}/item/slow")}}
-        ], "edges": [{"from": "a", "to": "b"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ], "edges": [{"from": "a", "to": "b"}]}),
+    )
+    .await;
     let mut execs = Vec::new();
     for _ in 0..8 {
-        let x: Value = client
-            .post(p.url(&format!(
+        let x: Value = crate::post_json(
+            &client,
+            &p.url(&format!(
                 "/v1/workflows/{}/executions",
                 wf["id"].as_str().unwrap()
-            )))
-            .bearer_auth(admin)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            )),
+            admin,
+            &json!({}),
+        )
+        .await;
         execs.push(x["id"].as_str().unwrap().to_owned());
     }
     // Stop while the slow nodes are in flight at the receiver.
@@ -181,11 +175,7 @@ async fn a_postgres_stop_is_503_at_readyz_within_a_second_and_repeats_no_side_ef
 
 #[tokio::test]
 async fn an_unreachable_database_at_start_is_a_clear_error_at_once() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port();
     let t = Instant::now();
     let out = tokio::process::Command::new(crate::binary::bin())
         .args(["serve", "--listen", "127.0.0.1:0"])

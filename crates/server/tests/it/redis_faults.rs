@@ -16,17 +16,9 @@ struct OwnRedis {
     port: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl OwnRedis {
     fn start() -> OwnRedis {
-        OwnRedis::on(free_port())
+        OwnRedis::on(crate::free_port())
     }
 
     fn on(port: u16) -> OwnRedis {
@@ -98,26 +90,20 @@ async fn sluice(port: u16, policy: &str) -> (Option<SluiceProcess>, tempfile::Te
 
 async fn key(p: &SluiceProcess) -> String {
     let client = reqwest::Client::new();
-    let acct: Value = client
-        .post(p.url("/v1/accounts"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "acme", "tier": "unlimited"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key: Value = client
-        .post(p.url("/v1/keys"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "k", "account_id": acct["id"], "scopes": ["agents:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let acct: Value = crate::post_json(
+        &client,
+        &p.url("/v1/accounts"),
+        ADMIN,
+        &json!({"name": "acme", "tier": "unlimited"}),
+    )
+    .await;
+    let key: Value = crate::post_json(
+        &client,
+        &p.url("/v1/keys"),
+        ADMIN,
+        &json!({"name": "k", "account_id": acct["id"], "scopes": ["agents:read"]}),
+    )
+    .await;
     key["secret"].as_str().unwrap().to_owned()
 }
 
@@ -254,7 +240,7 @@ async fn with_fail_closed_a_stopped_redis_is_503_and_start_up_without_it_fails_f
 #[tokio::test]
 async fn with_fail_open_an_instance_starts_without_redis_and_shares_limits_once_it_appears() {
     // A port with no Redis behind it yet.
-    let port = free_port();
+    let port = crate::free_port();
     let (p, _dir) = sluice(port, "fail_open").await;
     let p = p.unwrap();
     let (status, limiter) = limiter_status(&p).await;
