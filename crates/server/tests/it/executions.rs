@@ -636,17 +636,19 @@ async fn a_revoked_or_expired_key_makes_no_more_metered_calls_from_its_execution
         .await;
     let scopes = json!(["workflows:write", "executions:write", "executions:read"]);
     let (revoked_id, revoked) = app.create_key_with(&acct, json!({"scopes": scopes})).await;
-    let soon = sluice_types::now_unix() + 1;
+    let def = json!({"nodes": [
+        {"id": "pause", "type": "delay", "params": {"seconds": 3.5}},
+        {"id": "ask", "type": "llm", "params": {"model": "mock/small", "prompt": "hi", "max_tokens": 4}}
+    ], "edges": [{"from": "pause", "to": "ask"}]});
+    // The workflow is the account's; only the start must happen before the expiry (3 s of slack
+    // for a loaded machine), and the delay outlasts it.
+    let id = wf(&app, &revoked, def).await;
+    let soon = sluice_types::now_unix() + 3;
     let (_, expiring) = app
         .create_key_with(&acct, json!({"scopes": scopes, "expires_at": soon}))
         .await;
-    let def = json!({"nodes": [
-        {"id": "pause", "type": "delay", "params": {"seconds": 1.5}},
-        {"id": "ask", "type": "llm", "params": {"model": "mock/small", "prompt": "hi", "max_tokens": 4}}
-    ], "edges": [{"from": "pause", "to": "ask"}]});
     let mut execs = Vec::new();
     for k in [&revoked, &expiring] {
-        let id = wf(&app, k, def.clone()).await;
         let res = app
             .req(Method::POST, &format!("/v1/workflows/{id}/executions"), k)
             .json(&json!({"input": {}}))
