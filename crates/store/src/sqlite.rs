@@ -18,9 +18,28 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
+    ///
+    /// Two processes creating the same fresh file at once can get `SQLITE_BUSY` without the busy
+    /// handler being consulted (switching a new file to WAL, or WAL recovery), so a busy open is
+    /// retried for up to [`OPEN_DEADLINE`] before it is reported.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(backend_err)?
+        let deadline = tokio::time::Instant::now() + OPEN_DEADLINE;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match Self::open_once(url).await {
+                Err(OpenError::Busy(_)) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                Err(OpenError::Busy(e)) => return Err(backend_err(e)),
+                Err(OpenError::Failed(e)) => return Err(e),
+                Ok(store) => return Ok(store),
+            }
+        }
+    }
+
+    async fn open_once(url: &str) -> Result<Self, OpenError> {
+        let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -30,28 +49,47 @@ impl SqliteStore {
             .max_connections(8)
             .min_connections(1)
             .connect_with(opts)
-            .await
-            .map_err(backend_err)?;
+            .await?;
         let store = SqliteStore { pool };
-        store.migrate().await?;
+        if let Err(e) = store.migrate().await {
+            store.pool.close().await;
+            return Err(e);
+        }
         Ok(store)
     }
 
-    async fn migrate(&self) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(backend_err)?;
+    async fn migrate(&self) -> Result<(), OpenError> {
+        let mut conn = self.pool.acquire().await?;
         // IMMEDIATE takes the write lock up front, so two processes starting together migrate
         // one after the other instead of both seeing "nothing applied".
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_err)?;
-        let result = migrate::apply_pending!(&mut *conn, migrate::SQLITE);
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        // The block keeps the macro's `?` from skipping the ROLLBACK.
+        let result = async { migrate::apply_pending!(&mut *conn, migrate::SQLITE) }.await;
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::query(end)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_err)?;
-        result
+        sqlx::query(end).execute(&mut *conn).await?;
+        result.map_err(OpenError::Failed)
+    }
+}
+
+/// How long a busy open is retried (a peer process migrating holds the write lock meanwhile).
+const OPEN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// An open that failed because another connection held the database, or for any other reason.
+enum OpenError {
+    Busy(sqlx::Error),
+    Failed(crate::StoreError),
+}
+
+impl From<sqlx::Error> for OpenError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLITE_BUSY (5) and its extended codes (BUSY_RECOVERY 261, BUSY_SNAPSHOT 517).
+        let busy = matches!(&e, sqlx::Error::Database(d)
+            if d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 5));
+        if busy {
+            OpenError::Busy(e)
+        } else {
+            OpenError::Failed(backend_err(e))
+        }
     }
 }
 
