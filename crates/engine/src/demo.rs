@@ -26,6 +26,7 @@ fn model(id: &str, alias: &str, mode: &str) -> RawModel {
         capabilities: vec!["tools".to_owned(), "json".to_owned()],
         priority: 0,
         tokenizer: None,
+        strict_max_tokens: None,
     }
 }
 

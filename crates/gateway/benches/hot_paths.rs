@@ -112,6 +112,7 @@ fn gateway() -> Gateway {
             capabilities: vec![],
             priority: i,
             tokenizer: None,
+            strict_max_tokens: None,
         })
         .collect();
     Gateway::new(Catalog::build(&[p], &models, &|_| None, None).unwrap().0).unwrap()

@@ -413,6 +413,7 @@ mod tests {
             capabilities: vec![],
             priority: 0,
             tokenizer: None,
+            strict_max_tokens: None,
         };
         let (c, _) = Catalog::build(&[p], &[m], &|_| None, None).unwrap();
         c.models[0].clone()

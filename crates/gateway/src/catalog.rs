@@ -57,6 +57,10 @@ pub struct RawModel {
     pub priority: i32,
     /// `cl100k` (default) or `o200k`.
     pub tokenizer: Option<String>,
+    /// Refuse (400) a `max_tokens` above `max_output_tokens` instead of clamping it; unset
+    /// follows `[routing] strict_max_tokens`.
+    #[serde(default)]
+    pub strict_max_tokens: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +135,9 @@ pub struct Model {
     pub capabilities: Capabilities,
     pub priority: i32,
     pub tokenizer: Tokenizer,
+    /// `Some(true)`: an over-long `max_tokens` is refused; `Some(false)`: clamped; `None`: the
+    /// gateway-wide setting decides.
+    pub strict_max_tokens: Option<bool>,
 }
 
 impl Model {
@@ -349,6 +356,7 @@ fn build_model(
         capabilities,
         priority: m.priority,
         tokenizer,
+        strict_max_tokens: m.strict_max_tokens,
     })
 }
 
@@ -383,6 +391,7 @@ mod tests {
             capabilities: vec![],
             priority: 0,
             tokenizer: None,
+            strict_max_tokens: None,
         }
     }
 

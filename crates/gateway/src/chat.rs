@@ -9,7 +9,71 @@ use sluice_types::{ApiError, ErrorKind, Principal};
 
 use crate::catalog::{Mode, Model, ProviderKind};
 use crate::routing::{order_mode, FailureClass, Needs};
-use crate::{anthropic, openai, tokens, upstream, ChatOutcome, ChatReply, Gateway, UsageCell};
+use crate::{
+    anthropic, native, openai, tokens, upstream, ChatOutcome, ChatReply, Gateway, UsageCell, Wire,
+};
+
+/// Which API a chat request came in through; errors name that API's fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ingress {
+    /// `/v1/chat/completions` (also agents and workflow nodes).
+    #[default]
+    Chat,
+    /// `/v1/messages` (Anthropic).
+    Messages,
+    /// `/v1/responses` (OpenAI Responses).
+    Responses,
+    /// `/v1/completions` (legacy OpenAI).
+    Completions,
+}
+
+impl Ingress {
+    /// The field the client set its output budget with.
+    fn max_tokens_param(self, body: &Map<String, Value>) -> &'static str {
+        match self {
+            Ingress::Responses => "max_output_tokens",
+            Ingress::Chat if body.contains_key("max_completion_tokens") => "max_completion_tokens",
+            _ => "max_tokens",
+        }
+    }
+
+    /// The field that holds the prompt.
+    pub fn prompt_param(self) -> &'static str {
+        match self {
+            Ingress::Chat | Ingress::Messages => "messages",
+            Ingress::Responses => "input",
+            Ingress::Completions => "prompt",
+        }
+    }
+}
+
+/// An Anthropic Messages body as the client sent it: Anthropic-format providers get it as it
+/// came (only `model` and a clamped `max_tokens` rewritten), with the client's beta header.
+#[derive(Clone, Debug)]
+pub struct Native {
+    pub body: Map<String, Value>,
+    pub beta: Option<String>,
+}
+
+/// A chat request in the internal model: an OpenAI chat body (what every ingress translates
+/// to and every adapter translates from), where it came from, and the original body when an
+/// upstream of the same format can take it untranslated.
+#[derive(Debug)]
+pub struct ChatRequest {
+    pub body: Value,
+    pub ingress: Ingress,
+    pub native: Option<Native>,
+}
+
+impl From<Value> for ChatRequest {
+    fn from(body: Value) -> Self {
+        ChatRequest {
+            body,
+            ingress: Ingress::Chat,
+            native: None,
+        }
+    }
+}
 
 /// A request that passed admission: what to send, where, and what it may cost in tokens.
 #[derive(Debug)]
@@ -33,6 +97,8 @@ pub struct Admitted {
     pub max_tokens: u64,
     /// Completions requested (`n`, `best_of`; 1 by default): each may use `max_tokens`.
     pub choices: u64,
+    pub ingress: Ingress,
+    pub native: Option<Native>,
 }
 
 const ROLES: &[&str] = &[
@@ -205,6 +271,15 @@ fn check_shape(body: &Map<String, Value>) -> Result<(), ApiError> {
     errors.finish()
 }
 
+/// Lowers every output-budget field the body has to `max`.
+pub fn clamp_max_tokens(body: &mut Map<String, Value>, max: u64) {
+    for f in ["max_tokens", "max_completion_tokens"] {
+        if body.get(f).and_then(Value::as_u64).is_some_and(|n| n > max) {
+            body.insert(f.to_owned(), Value::from(max));
+        }
+    }
+}
+
 /// Prompts longer than this many bytes are tokenized off the async workers.
 const BLOCKING_COUNT_BYTES: u64 = 16 * 1024;
 
@@ -287,8 +362,17 @@ impl Gateway {
     /// Every check that needs no network. The prompt is measured by a one-pass byte bound; only
     /// when that bound does not fit the context window is it counted exactly with the model's
     /// tokenizer (on a blocking thread when long), so typical requests never pay for BPE.
-    pub async fn admit_chat(&self, who: &Principal, body: Value) -> Result<Admitted, ApiError> {
-        let Value::Object(body) = body else {
+    pub async fn admit_chat(
+        &self,
+        who: &Principal,
+        req: impl Into<ChatRequest>,
+    ) -> Result<Admitted, ApiError> {
+        let ChatRequest {
+            body,
+            ingress,
+            mut native,
+        } = req.into();
+        let Value::Object(mut body) = body else {
             return Err(ApiError::new(
                 ErrorKind::MalformedRequest,
                 "The request body must be a JSON object.",
@@ -300,7 +384,7 @@ impl Gateway {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let requested = body
+        let mut requested = body
             .get("max_completion_tokens")
             .or_else(|| body.get("max_tokens"))
             .and_then(Value::as_u64);
@@ -325,16 +409,27 @@ impl Gateway {
         } else {
             (self.resolve(who, &name, Mode::Chat)?, None)
         };
-        if let Some(n) = requested.filter(|&n| n > u64::from(model.max_output_tokens)) {
-            return Err(ApiError::new(
-                ErrorKind::InvalidFields,
-                format!(
-                    "max_tokens is {n}, but '{}' generates at most {} tokens.",
-                    model.id, model.max_output_tokens
-                ),
-            )
-            .with_param("max_tokens")
-            .with_field_error("max_value"));
+        let max_out = u64::from(model.max_output_tokens);
+        if let Some(n) = requested.filter(|&n| n > max_out) {
+            if model.strict_max_tokens.unwrap_or(self.strict_max_tokens) {
+                let param = ingress.max_tokens_param(&body);
+                return Err(ApiError::new(
+                    ErrorKind::InvalidFields,
+                    format!(
+                        "{param} is {n}, but '{}' generates at most {max_out} tokens.",
+                        model.id
+                    ),
+                )
+                .with_param(param)
+                .with_field_error("max_value"));
+            }
+            // Clients (coding agents) ask for a large budget and expect the model's own limit:
+            // clamp, and reserve and charge at the clamped value.
+            requested = Some(max_out);
+            clamp_max_tokens(&mut body, max_out);
+            if let Some(n) = native.as_mut() {
+                clamp_max_tokens(&mut n.body, max_out);
+            }
         }
         let window = u64::from(model.context_window);
         if exact.is_none() && upper + requested.unwrap_or(1) > window {
@@ -350,7 +445,7 @@ impl Gateway {
                     requested.map(|r| format!(" + {r} max_tokens")).unwrap_or_default()
                 ),
             )
-            .with_param("messages")
+            .with_param(ingress.prompt_param())
             .with_detail("model", model.id.as_str())
             .with_detail("max_tokens", window)
             .with_detail("input_tokens", prompt_tokens));
@@ -426,6 +521,8 @@ impl Gateway {
             prompt_tokens_max: prompt_tokens,
             max_tokens,
             choices,
+            ingress,
+            native,
         })
     }
 
@@ -518,6 +615,7 @@ impl Gateway {
         let model = model.clone();
         let client = self.client(&model)?;
         let usage = Arc::new(UsageCell::default());
+        let mut wire = Wire::OpenAi;
         let reply = match model.provider.kind {
             ProviderKind::OpenAi | ProviderKind::Mock => {
                 let body = openai::prepare(&a.body, &model, a.stream);
@@ -541,6 +639,10 @@ impl Gateway {
                     }
                     ChatReply::Json(v)
                 }
+            }
+            ProviderKind::Anthropic if a.native.is_some() => {
+                wire = Wire::Anthropic;
+                native::dispatch(client, &model, a, usage.clone()).await?
             }
             ProviderKind::Anthropic => {
                 let max_tokens = a.max_tokens.min(u64::from(model.max_output_tokens));
@@ -567,12 +669,17 @@ impl Gateway {
             model,
             reply,
             usage,
+            wire,
         })
     }
 
     /// Admission and dispatch in one call.
-    pub async fn chat(&self, who: &Principal, body: Value) -> Result<ChatOutcome, ApiError> {
-        let admitted = self.admit_chat(who, body).await?;
+    pub async fn chat(
+        &self,
+        who: &Principal,
+        req: impl Into<ChatRequest>,
+    ) -> Result<ChatOutcome, ApiError> {
+        let admitted = self.admit_chat(who, req).await?;
         self.dispatch_chat(&admitted).await
     }
 }

@@ -8,7 +8,9 @@ pub mod anthropic;
 pub mod catalog;
 pub mod chat;
 pub mod embeddings;
+pub mod ingress;
 pub mod models;
+pub mod native;
 pub mod openai;
 pub mod routing;
 pub mod sse;
@@ -93,17 +95,31 @@ pub enum ChatReply {
     Stream(ChunkStream),
 }
 
+/// Which wire format a reply's JSON body or stream items are in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// OpenAI chat completions and chunks: what every adapter produces by default.
+    OpenAi,
+    /// Anthropic Messages answers and SSE events (each item carries its event name in `type`),
+    /// passed through from an Anthropic-format provider to a Messages client.
+    Anthropic,
+}
+
 /// The answer and what produced it.
 pub struct ChatOutcome {
     pub model: Arc<Model>,
     pub reply: ChatReply,
     pub usage: Arc<UsageCell>,
+    pub wire: Wire,
 }
 
 /// The gateway of one process: the catalog and one pooled HTTP client per provider.
 pub struct Gateway {
     pub catalog: Catalog,
     pub health: routing::Health,
+    /// Refuse a `max_tokens` above a model's output limit instead of clamping it (models may
+    /// override this).
+    pub strict_max_tokens: bool,
     clients: HashMap<String, reqwest::Client>,
 }
 
@@ -124,6 +140,7 @@ impl Gateway {
         Ok(Gateway {
             catalog,
             health,
+            strict_max_tokens: false,
             clients,
         })
     }

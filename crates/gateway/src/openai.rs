@@ -23,6 +23,8 @@ pub fn prepare(body: &Map<String, Value>, model: &Model, stream: bool) -> Value 
     for k in SLUICE_FIELDS {
         b.remove(*k);
     }
+    // A fallback may have a smaller output limit than the model the request was admitted for.
+    crate::chat::clamp_max_tokens(&mut b, u64::from(model.max_output_tokens));
     if stream {
         let opts = b
             .entry("stream_options")

@@ -87,12 +87,26 @@ pub async fn post(
     path: &str,
     body: &Value,
 ) -> Result<reqwest::Response, ApiError> {
+    post_beta(client, model, path, body, None).await
+}
+
+/// [`post`], passing an Anthropic client's `anthropic-beta` header on to an Anthropic provider.
+pub async fn post_beta(
+    client: &reqwest::Client,
+    model: &Model,
+    path: &str,
+    body: &Value,
+    beta: Option<&str>,
+) -> Result<reqwest::Response, ApiError> {
     let p: &Provider = &model.provider;
     let build = || {
         let mut req = client.post(format!("{}{path}", p.base_url)).json(body);
         match p.kind {
             ProviderKind::Anthropic => {
                 req = req.header("anthropic-version", "2023-06-01");
+                if let Some(b) = beta {
+                    req = req.header("anthropic-beta", b);
+                }
                 if let Some(k) = &p.api_key {
                     req = req.header("x-api-key", k.expose());
                 }

@@ -8,6 +8,7 @@ mod flows_sql;
 mod migrate;
 mod model;
 mod postgres;
+mod responses_sql;
 mod sql;
 mod sqlite;
 mod workflow_sql;
@@ -23,8 +24,8 @@ use async_trait::async_trait;
 
 pub use model::{
     Account, AgentRecord, ApiKey, CreateRefusal, ExecutionEvent, ExecutionRecord, IdemState,
-    LeaseGrant, LedgerEntry, NodeRun, Page, UsageFilter, UsageRecord, UsageTotal, Wallet,
-    WorkflowRecord,
+    LeaseGrant, LedgerEntry, NodeRun, Page, ResponseRecord, UsageFilter, UsageRecord, UsageTotal,
+    Wallet, WorkflowRecord,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -304,6 +305,17 @@ pub trait IdempotencyStore: Send + Sync {
     async fn idem_abandon(&self, account_id: &str, route: &str, key: &str) -> StoreResult<()>;
 }
 
+/// Stored Responses API answers, per account.
+#[async_trait]
+pub trait ResponseStore: Send + Sync {
+    async fn save_response(&self, r: &ResponseRecord) -> StoreResult<()>;
+    /// `None` when the id is unknown or belongs to another account.
+    async fn get_response(&self, account_id: &str, id: &str)
+        -> StoreResult<Option<ResponseRecord>>;
+    /// False when there was no such response in the account.
+    async fn delete_response(&self, account_id: &str, id: &str) -> StoreResult<bool>;
+}
+
 /// Everything a Sluice process needs from its database.
 #[async_trait]
 pub trait Store:
@@ -315,6 +327,7 @@ pub trait Store:
     + IdempotencyStore
     + WorkflowStore
     + ExecutionStore
+    + ResponseStore
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

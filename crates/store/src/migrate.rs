@@ -29,6 +29,7 @@ migrations! {
     5 => "0005_workflows",
     6 => "0006_executions",
     7 => "0007_key_lineage",
+    8 => "0008_responses",
 }
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS sluice_migrations \

@@ -122,6 +122,17 @@ pub struct AgentRecord {
     pub updated_at: i64,
 }
 
+/// A stored Responses API answer: the Response object and the conversation (chat messages,
+/// its own output included) a continuation replays, both JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseRecord {
+    pub id: String,
+    pub account_id: String,
+    pub body: String,
+    pub conversation: String,
+    pub created_at: i64,
+}
+
 /// Why a create (or rename) was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CreateRefusal {

@@ -7,8 +7,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::{
-    backend_err, credits_sql, execution_sql, flows_sql, migrate, sql, workflow_sql, Store,
-    StoreResult,
+    backend_err, credits_sql, execution_sql, flows_sql, migrate, responses_sql, sql, workflow_sql,
+    Store, StoreResult,
 };
 
 /// Advisory lock id held while migrating, so concurrent starts apply each migration once.
@@ -46,6 +46,7 @@ impl PgStore {
 sql::impl_common!(PgStore);
 credits_sql::impl_credits!(PgStore);
 flows_sql::impl_flows!(PgStore);
+responses_sql::impl_responses!(PgStore);
 workflow_sql::impl_workflows!(PgStore);
 execution_sql::impl_executions!(PgStore, "FOR UPDATE SKIP LOCKED", "FOR SHARE");
 

@@ -8,8 +8,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::{
-    backend_err, credits_sql, execution_sql, flows_sql, migrate, sql, workflow_sql, Store,
-    StoreResult,
+    backend_err, credits_sql, execution_sql, flows_sql, migrate, responses_sql, sql, workflow_sql,
+    Store, StoreResult,
 };
 
 pub struct SqliteStore {
@@ -96,6 +96,7 @@ impl From<sqlx::Error> for OpenError {
 sql::impl_common!(SqliteStore);
 credits_sql::impl_credits!(SqliteStore);
 flows_sql::impl_flows!(SqliteStore);
+responses_sql::impl_responses!(SqliteStore);
 workflow_sql::impl_workflows!(SqliteStore);
 execution_sql::impl_executions!(SqliteStore, "", "");
 

@@ -32,6 +32,7 @@ macro_rules! all_cases {
             ping_answers,
             keys_are_found_with_their_accounts_tier,
             agents_round_trip_with_unique_names,
+            responses_are_kept_per_account,
             idempotency_keys_claim_replay_and_expire,
             workflows_keep_every_version_and_refuse_lost_updates,
             executions_are_claimed_once_and_reclaimed_after_a_lapsed_lease,

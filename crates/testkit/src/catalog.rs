@@ -30,6 +30,7 @@ pub fn model(id: &str) -> RawModel {
         capabilities: vec!["tools".to_owned()],
         priority: 0,
         tokenizer: None,
+        strict_max_tokens: None,
     }
 }
 

@@ -238,3 +238,24 @@ mod flows;
 
 pub use credits::*;
 pub use flows::*;
+
+/// Stored responses are per account: another account neither reads nor deletes them.
+pub async fn responses_are_kept_per_account(store: &dyn Store) {
+    let r = crate::ResponseRecord {
+        id: "resp_1".into(),
+        account_id: "acct_a".into(),
+        body: "{\"id\":\"resp_1\"}".into(),
+        conversation: "[]".into(),
+        created_at: 5,
+    };
+    store.save_response(&r).await.unwrap();
+    assert_eq!(
+        store.get_response("acct_a", "resp_1").await.unwrap(),
+        Some(r)
+    );
+    assert_eq!(store.get_response("acct_b", "resp_1").await.unwrap(), None);
+    assert!(!store.delete_response("acct_b", "resp_1").await.unwrap());
+    assert!(store.delete_response("acct_a", "resp_1").await.unwrap());
+    assert_eq!(store.get_response("acct_a", "resp_1").await.unwrap(), None);
+    assert!(!store.delete_response("acct_a", "resp_1").await.unwrap());
+}
