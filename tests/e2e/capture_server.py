@@ -19,6 +19,7 @@ The knobs below exist to find out what a client needs from the stream:
   --no-usage             no usage in message_delta / response.completed
   --ping                 add Anthropic `ping` events (after message_start)
   --no-event-lines       SSE frames carry only `data:` lines (no `event:` line)
+  --fail-status CODE     answer /messages and /responses with this HTTP error status
 
     python3 capture_server.py --log-dir /tmp/cap [--port 0] [--text "Hi there!"]
 """
@@ -174,6 +175,10 @@ class Handler(BaseHTTPRequestHandler):
         self.record()
         body = self.req_body if isinstance(self.req_body, dict) else {}
         p = self.req_path.rstrip("/")
+        if ARGS.fail_status and self.command == "POST" and p.endswith(("/messages", "/responses")):
+            kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}
+            return self.send_json(ARGS.fail_status, {"type": "error", "error": {
+                "type": kind.get(ARGS.fail_status, "api_error"), "message": f"capture: forced {ARGS.fail_status}"}})
         if self.command == "POST" and p.endswith("/messages/count_tokens"):
             return self.send_json(200, {"input_tokens": max(1, count_chars(body.get("messages")) // 4)})
         if self.command == "POST" and p.endswith("/messages"):
@@ -302,6 +307,7 @@ def main():
     ap.add_argument("--no-usage", action="store_true")
     ap.add_argument("--ping", action="store_true")
     ap.add_argument("--no-event-lines", action="store_true")
+    ap.add_argument("--fail-status", type=int, help="answer every generation request with this HTTP error")
     ap.add_argument("--verbose", action="store_true")
     ARGS = ap.parse_args()
     if not ARGS.host.startswith("127.") and ARGS.host not in ("localhost", "::1"):

@@ -116,7 +116,7 @@ pub struct RawExecutions {
     pub template_memory_mb: Option<u64>,
 }
 
-/// `[routing]`: circuit breakers.
+/// `[routing]`: circuit breakers, and how an over-long output budget is treated.
 #[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
@@ -124,6 +124,9 @@ pub struct RawRouting {
     pub breaker_failures: Option<u32>,
     /// Seconds an open circuit waits before one probe request (default 30).
     pub breaker_cooldown_seconds: Option<u64>,
+    /// Refuse (400) a `max_tokens` above the model's output limit instead of clamping it
+    /// (default false; `[[models]] strict_max_tokens` overrides per model).
+    pub strict_max_tokens: Option<bool>,
 }
 
 /// `[rate_limits]`: where limits live and what each tier allows.
@@ -190,6 +193,8 @@ pub struct Config {
     pub models: Vec<RawModel>,
     pub settings: crate::Settings,
     pub breaker: sluice_gateway::routing::BreakerSettings,
+    /// `[routing] strict_max_tokens`.
+    pub strict_max_tokens: bool,
     /// Set when `[rate_limits] backend = "redis"` (or `SLUICE_REDIS_URL` is given).
     pub redis_url: Option<SecretString>,
     pub redis_timeout: std::time::Duration,
@@ -528,6 +533,7 @@ pub fn load(
         models: raw.models,
         settings,
         breaker,
+        strict_max_tokens: raw.routing.strict_max_tokens.unwrap_or(false),
         redis_url,
         redis_timeout,
         on_redis_error,

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use futures_util::Stream;
 use serde_json::Value;
-use sluice_gateway::chat::Admitted;
-use sluice_gateway::{tokens, ChatReply, ChunkStream, Model, Usage, UsageCell};
+use sluice_gateway::chat::{Admitted, ChatRequest};
+use sluice_gateway::{tokens, ChatReply, ChunkStream, Model, Usage, UsageCell, Wire};
 use sluice_store::UsageRecord;
 use sluice_types::{now_unix, ApiError, Dialect, Principal};
 
@@ -47,6 +47,11 @@ pub struct ChatResponse {
     /// attempt before it failed.
     pub fallback: Option<(usize, &'static str)>,
     pub reply: ChatReply,
+    /// The format of `reply` (Anthropic only when a Messages request was passed through).
+    pub wire: Wire,
+    /// The prompt's size as admission measured it (exact, or a quarter of its byte bound), for
+    /// stream translations that must announce it before the provider reports usage.
+    pub prompt_estimate: u64,
     /// For the `X-RateLimit-*` headers.
     pub rate_limit: RateLimitStatus,
 }
@@ -192,15 +197,15 @@ impl Engine {
             .map_err(|r| refusal_error(r, &who.key_id))
     }
 
-    /// `/v1/chat/completions` with credits and usage.
+    /// A chat request (from any ingress) with credits and usage.
     pub async fn chat(
         &self,
         who: &Principal,
-        body: Value,
+        req: impl Into<ChatRequest>,
         ctx: RequestCtx,
     ) -> Result<ChatResponse, Failed> {
         let mut meter = Meter::new(self, who, &ctx);
-        let admitted = match self.gateway.admit_chat(who, body).await {
+        let admitted = match self.gateway.admit_chat(who, req).await {
             Ok(a) => a,
             Err(e) => return Err(meter.fail(e, None)),
         };
@@ -227,6 +232,10 @@ impl Engine {
             }
         };
         let (outcome, fallback) = (routed.outcome, routed.fallback);
+        let wire = outcome.wire;
+        let prompt_estimate = admitted
+            .prompt_tokens_exact
+            .unwrap_or(admitted.prompt_tokens_max.div_ceil(4));
         let model = outcome.model.clone();
         meter.model(&model);
         let reply = match outcome.reply {
@@ -255,6 +264,8 @@ impl Engine {
             model,
             fallback,
             reply,
+            wire,
+            prompt_estimate,
             rate_limit: rate,
         })
     }

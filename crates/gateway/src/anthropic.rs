@@ -1,6 +1,7 @@
 //! The Anthropic Messages API, translated both ways: OpenAI chat requests become Messages
 //! requests (system prompt, images, tool calls and results, tool choice, stop sequences), and
-//! Messages answers and SSE events become OpenAI completions and chunks (stop reasons, usage).
+//! Messages answers and SSE events become OpenAI completions and chunks (stop reasons, usage,
+//! thinking as `reasoning_content`).
 
 use std::sync::Arc;
 
@@ -201,10 +202,12 @@ pub fn to_openai(v: &Value, model: &Model) -> Result<Value, ApiError> {
         ));
     };
     let mut text = String::new();
+    let mut thinking = String::new();
     let mut calls = Vec::new();
     for b in content {
         match b["type"].as_str() {
             Some("text") => text.push_str(b["text"].as_str().unwrap_or_default()),
+            Some("thinking") => thinking.push_str(b["thinking"].as_str().unwrap_or_default()),
             Some("tool_use") => calls.push(json!({"id": b["id"], "type": "function",
                 "function": {"name": b["name"], "arguments": b["input"].to_string()}})),
             _ => {}
@@ -213,6 +216,10 @@ pub fn to_openai(v: &Value, model: &Model) -> Result<Value, ApiError> {
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
+    }
+    if !thinking.is_empty() {
+        // Where OpenAI-compatible servers (DeepSeek, vLLM, llama.cpp) put reasoning.
+        message["reasoning_content"] = json!(thinking);
     }
     let usage = Usage {
         prompt_tokens: input_tokens(&v["usage"]),
@@ -278,6 +285,12 @@ impl<S> State<S> {
                         let t = d["text"].as_str().unwrap_or_default();
                         self.usage.add_generated(t);
                         let c = self.chunk(json!({"content": t}), Value::Null);
+                        self.pending.push_back(c);
+                    }
+                    Some("thinking_delta") => {
+                        let t = d["thinking"].as_str().unwrap_or_default();
+                        self.usage.add_generated(t);
+                        let c = self.chunk(json!({"reasoning_content": t}), Value::Null);
                         self.pending.push_back(c);
                     }
                     Some("input_json_delta") => {

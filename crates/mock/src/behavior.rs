@@ -28,6 +28,8 @@ pub struct Behavior {
     pub tool_call: Option<String>,
     /// Report this many prompt tokens instead of the estimate (a provider that counts more).
     pub prompt_tokens: Option<u64>,
+    /// Think first: this text as `reasoning_content` (OpenAI) or a `thinking` block (Anthropic).
+    pub reasoning: Option<String>,
 }
 
 impl Behavior {
@@ -63,6 +65,7 @@ impl Behavior {
                 "completion_tokens" => b.completion_tokens = num,
                 "omit_usage" => b.omit_usage = v == "true",
                 "tool_call" => b.tool_call = Some(v.to_owned()),
+                "reasoning" => b.reasoning = Some(v.to_owned()),
                 _ => {}
             }
         }

@@ -50,6 +50,56 @@ pub(crate) fn prompt_text(messages: &Value) -> (String, u64) {
     (text, count)
 }
 
+/// The tool a request forces (`tool_choice` naming a function, or `required`/`any` with tools),
+/// unless the conversation already ends with a tool result: then the mock answers in text, so
+/// a client's tool round trip ends.
+pub(crate) fn forced_tool(v: &Value) -> Option<String> {
+    let last = v["messages"].as_array().and_then(|m| m.last())?;
+    let answered = last["role"] == "tool"
+        || last["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"));
+    if answered {
+        return None;
+    }
+    let first = || {
+        let t = v["tools"].as_array()?.first()?;
+        t["function"]["name"]
+            .as_str()
+            .or(t["name"].as_str())
+            .map(str::to_owned)
+    };
+    let c = &v["tool_choice"];
+    match (c.as_str(), c["type"].as_str()) {
+        (Some("required"), _) | (_, Some("any")) => first(),
+        (_, Some("function")) => c["function"]["name"]
+            .as_str()
+            .or(c["name"].as_str())
+            .map(str::to_owned),
+        (_, Some("tool")) => c["name"].as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Standard base64 (the embeddings API's `encoding_format: "base64"`).
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].iter().enumerate() {
+            if i <= c.len() {
+                out.push(char::from(ABC[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// How many tokens to generate and why generation stops.
 pub(crate) fn plan(b: &Behavior, max_tokens: Option<u64>) -> (u64, &'static str) {
     let want = b.completion_tokens.unwrap_or(12);
@@ -97,8 +147,10 @@ pub async fn chat(
     let (n, finish) = plan(&b, max);
     let id = format!("chatcmpl-mock{}", now());
     let created = now();
-    let tool = b.tool_call.clone();
-    let completion_tokens = if tool.is_some() { 8 } else { n };
+    let tool = b.tool_call.clone().or_else(|| forced_tool(&v));
+    let reasoning = b.reasoning.clone();
+    let completion_tokens =
+        if tool.is_some() { 8 } else { n } + reasoning.as_deref().map_or(0, approx_tokens);
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
 
     if v["stream"] != Value::Bool(true) {
@@ -110,6 +162,10 @@ pub async fn chat(
             }
         };
         let finish = if tool.is_some() { "tool_calls" } else { finish };
+        let mut message = message;
+        if let Some(r) = &reasoning {
+            message["reasoning_content"] = json!(r);
+        }
         let body = json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
@@ -128,6 +184,11 @@ pub async fn chat(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
+    if let Some(r) = &reasoning {
+        for part in r.split_inclusive(' ') {
+            events.push(chunk(json!({"reasoning_content": part}), Value::Null));
+        }
+    }
     match &tool {
         Some(name) => {
             events.push(chunk(json!({"tool_calls": [{"index": 0, "id": "call_mock_1", "type": "function", "function": {"name": name, "arguments": ""}}]}), Value::Null));
@@ -192,10 +253,20 @@ pub async fn embeddings(
     };
     let dims = v["dimensions"].as_u64().unwrap_or(8) as usize;
     let tokens: u64 = inputs.iter().map(|s| approx_tokens(s)).sum();
+    let as_base64 = v["encoding_format"] == "base64";
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": vector(s, dims)}))
+        .map(|(i, s)| {
+            let e = vector(s, dims);
+            let embedding = if as_base64 {
+                let bytes: Vec<u8> = e.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64(&bytes))
+            } else {
+                json!(e)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     let body = json!({"object": "list", "data": data, "model": v["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
     json_response(guard, &b, &body)

@@ -36,6 +36,21 @@ pub fn dialect_for(path: &str) -> Dialect {
     }
 }
 
+/// Which body shape errors take on a route: the contract's envelope, or Anthropic's on the
+/// Messages routes (Anthropic SDKs and Claude Code parse only that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Envelope,
+    Anthropic,
+}
+
+pub fn shape_for(path: &str) -> Shape {
+    match path.strip_prefix("/v1/messages") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => Shape::Anthropic,
+        _ => Shape::Envelope,
+    }
+}
+
 /// A client's own id is echoed only when it is short printable ASCII; it is never our id.
 fn client_request_id(req: &Request) -> Option<HeaderValue> {
     let v = req.headers().get(&X_CLIENT_REQUEST_ID)?;
@@ -85,10 +100,19 @@ fn header(v: &str) -> Option<HeaderValue> {
 }
 
 /// Renders `err` into `res` (status, body, headers) in the route's dialect.
-fn apply_error(res: &mut Response, err: &ApiError, dialect: Dialect, request_id: &str) {
+fn apply_error(
+    res: &mut Response,
+    err: &ApiError,
+    dialect: Dialect,
+    shape: Shape,
+    request_id: &str,
+) {
     *res.status_mut() =
         StatusCode::from_u16(err.kind.status(dialect)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    *res.body_mut() = Body::from(render(err, dialect, request_id));
+    *res.body_mut() = Body::from(match shape {
+        Shape::Envelope => render(err, dialect, request_id),
+        Shape::Anthropic => crate::error::render_anthropic(err, request_id),
+    });
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.remove(axum::http::header::CONTENT_LENGTH);
@@ -118,6 +142,7 @@ pub async fn contract(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let dialect = dialect_for(&path);
+    let shape = shape_for(&path);
     req.extensions_mut()
         .insert(RequestId(request_id.clone(), std::time::Instant::now()));
 
@@ -132,13 +157,17 @@ pub async fn contract(mut req: Request, next: Next) -> Response {
         None => None,
     };
     if let Some(err) = &err {
-        apply_error(&mut res, err, dialect, &request_id);
+        apply_error(&mut res, err, dialect, shape, &request_id);
         log_error(err, dialect, &request_id, &method, &path);
     }
 
     let h = res.headers_mut();
     if let Some(v) = header(&request_id) {
         h.insert(X_REQUEST_ID, v.clone());
+        if shape == Shape::Anthropic {
+            // Where Anthropic's SDKs read the id (`request-id`).
+            h.insert(HeaderName::from_static("request-id"), v.clone());
+        }
         h.insert(X_TRACE_ID, v);
     }
     if let Some(v) = client_id {
@@ -177,5 +206,13 @@ mod tests {
         assert_eq!(dialect_for("/v1/agentsx"), Dialect::Gateway);
         assert_eq!(dialect_for("/v1/chat/completions"), Dialect::Gateway);
         assert_eq!(dialect_for("/healthz"), Dialect::Gateway);
+    }
+
+    #[test]
+    fn messages_routes_use_the_anthropic_error_shape() {
+        assert_eq!(shape_for("/v1/messages"), Shape::Anthropic);
+        assert_eq!(shape_for("/v1/messages/count_tokens"), Shape::Anthropic);
+        assert_eq!(shape_for("/v1/messagesx"), Shape::Envelope);
+        assert_eq!(shape_for("/v1/chat/completions"), Shape::Envelope);
     }
 }

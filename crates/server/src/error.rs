@@ -66,6 +66,43 @@ pub fn render(err: &ApiError, dialect: Dialect, request_id: &str) -> Vec<u8> {
     })
 }
 
+/// Anthropic's name for an error class, by status (what its SDKs and Claude Code expect).
+fn anthropic_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 => "overloaded_error",
+        504 | 408 => "timeout_error",
+        s if s >= 500 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+/// The Anthropic error shape for Messages routes: `{"type":"error","error":{"type","message"}}`,
+/// with the envelope's own fields (`code`, `param`, `details`, `request_id`) inside `error` too,
+/// so nothing the contract promises is lost.
+pub fn render_anthropic(err: &ApiError, request_id: &str) -> Vec<u8> {
+    let status = err.kind.status(Dialect::Gateway);
+    let mut inner = serde_json::json!({
+        "type": anthropic_type(status),
+        "message": err.message,
+        "code": err.kind.code(Dialect::Gateway),
+        "param": err.param,
+        "request_id": request_id,
+    });
+    if let Some(d) = err.details.as_ref().filter(|d| !d.is_empty()) {
+        inner["details"] = Value::Object(d.clone());
+    }
+    let body = serde_json::json!({"type": "error", "error": inner, "request_id": request_id});
+    serde_json::to_vec(&body).unwrap_or_else(|_| {
+        br#"{"type":"error","error":{"type":"api_error","message":"An unexpected error occurred."}}"#.to_vec()
+    })
+}
+
 /// A handler panicked: 500 `internal_error`; the panic text goes to the log only.
 pub fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
     let text = payload

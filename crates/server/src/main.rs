@@ -188,7 +188,8 @@ async fn open_engine(
 ) -> Result<(Arc<Engine>, Vec<String>), String> {
     let mut warnings = Vec::new();
     let catalog = config.catalog(mock_url).map_err(|e| e.to_string())?;
-    let gateway = sluice_gateway::Gateway::with_breaker(catalog, config.breaker.clone())?;
+    let mut gateway = sluice_gateway::Gateway::with_breaker(catalog, config.breaker.clone())?;
+    gateway.strict_max_tokens = config.strict_max_tokens;
     let store = sluice_store::open(config.database_url.expose())
         .await
         .map_err(|e| {

@@ -40,7 +40,8 @@ pub fn model(id: &str) -> RawModel {
 /// `mock/embed` (embedding), `anth/claude`, `down/x`, `dead/x`, `mock/notools` (no tool support,
 /// priority 10), `mock/backup`, and fault models (priority −10): `mock/broken` (503),
 /// `mock/err500`, `mock/slow` (5 s), `mock/slowish` (300 ms), `mock/ratelimited` (429,
-/// Retry-After 7), `mock/flaky` (normal unless a fault is scripted).
+/// Retry-After 7), `mock/flaky` (normal unless a fault is scripted), `mock/strict` (refuses a
+/// `max_tokens` over its 1,024-token output limit instead of clamping it; priority −20).
 pub fn test_catalog(mock_url: &str) -> Catalog {
     let mut down = provider("down", "openai", Some(mock_url.to_owned()));
     down.api_key_env = Some("SLUICE_TEST_UNSET_PROVIDER_KEY".to_owned());
@@ -87,6 +88,12 @@ pub fn test_catalog(mock_url: &str) -> Catalog {
         fault("mock/slowish", "fault:delay_ms=300"),
         fault("mock/ratelimited", "fault:status=429,retry_after=7"),
         fault("mock/flaky", "flaky"),
+        {
+            let mut m = model("mock/strict");
+            m.strict_max_tokens = Some(true);
+            m.priority = -20;
+            m
+        },
     ];
     let (catalog, _) = Catalog::build(&providers, &models, &|_| None, None).expect("test catalog");
     catalog

@@ -165,6 +165,11 @@ pub fn events(chunks: ChunkStream, model: String, prompt_estimate: u64) -> Chunk
                     return Some((Ok::<_, ApiError>(v), (st, failed)));
                 }
                 if st.finished || failed {
+                    // Drain what is left (the end of the provider's stream), so the accounting
+                    // below sees a stream that ended, not one the client abandoned.
+                    if !failed {
+                        while st.chunks.next().await.is_some() {}
+                    }
                     return None;
                 }
                 match st.chunks.next().await {

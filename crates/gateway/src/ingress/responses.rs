@@ -186,22 +186,23 @@ fn input_messages(input: &Value) -> Result<Vec<Value>, ApiError> {
         let mut assistant = false;
         match kind {
             "message" => {
-                let role =
-                    match item["role"].as_str() {
-                        Some("developer" | "system") => "system",
-                        Some("user") => "user",
-                        Some("assistant") => "assistant",
-                        Some(r) => return Err(field(
+                let role = match item["role"].as_str() {
+                    Some("developer" | "system") => "system",
+                    Some("user") => "user",
+                    Some("assistant") => "assistant",
+                    Some(r) => {
+                        return Err(field(
                             format!("{at}.role"),
                             format!(
                                 "Invalid role: '{r}'. Allowed: user, assistant, system, developer"
                             ),
                             "invalid_enum",
-                        )),
-                        None => {
-                            return Err(field(format!("{at}.role"), "role is required", "required"))
-                        }
-                    };
+                        ))
+                    }
+                    None => {
+                        return Err(field(format!("{at}.role"), "role is required", "required"))
+                    }
+                };
                 let c = content(&item["content"], &format!("{at}.content"))?;
                 assistant = role == "assistant";
                 out.push(json!({"role": role, "content": c}));

@@ -267,6 +267,9 @@ pub fn events(
                     return Some((Err(e), (st, None)));
                 }
                 if st.finished {
+                    // Drain what is left (the end of the provider's stream), so the accounting
+                    // below sees a stream that ended, not one the client abandoned.
+                    while st.chunks.next().await.is_some() {}
                     return None;
                 }
                 match st.chunks.next().await {

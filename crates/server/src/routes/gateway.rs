@@ -1,17 +1,19 @@
-//! The OpenAI-compatible surface: `/v1/models`, `/v1/chat/completions`, `/v1/embeddings`.
+//! The OpenAI-compatible surface: `/v1/models`, `/v1/chat/completions`, `/v1/embeddings`
+//! (the other ingress formats are in `ingress.rs`).
 
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::Value;
-use sluice_engine::llm::{Failed, RequestCtx};
+use sluice_engine::llm::{ChatResponse, Failed, RequestCtx};
 use sluice_gateway::ChatReply;
 use sluice_types::{Dialect, Scope};
 
 use crate::envelope::RequestId;
 use crate::error::{HttpError, HttpResult};
 use crate::extract::{Auth, Json};
+use crate::sse::Framing;
 use crate::AppState;
 
 pub const X_RESOLVED_MODEL: &str = "x-arena-resolved-model";
@@ -52,13 +54,27 @@ pub async fn chat(
         request_id: rid.0.clone(),
         started: rid.1,
     };
-    let res = match engine.chat(&who, body, ctx).await {
+    Ok(respond(
+        engine.chat(&who, body, ctx).await,
+        Framing::OpenAi(Dialect::Gateway),
+        rid.0,
+    ))
+}
+
+/// The HTTP response for a chat-path result (any ingress): JSON or SSE in `framing`, with the
+/// rate-limit, resolved-model and fallback headers.
+pub(crate) fn respond(
+    result: Result<ChatResponse, Failed>,
+    framing: Framing,
+    request_id: String,
+) -> Response {
+    let res = match result {
         Ok(r) => r,
-        Err(Failed { error, model }) => return Ok(failed(error, model)),
+        Err(Failed { error, model }) => return failed(error, model),
     };
     let mut out = match res.reply {
         ChatReply::Json(v) => axum::Json(v).into_response(),
-        ChatReply::Stream(chunks) => crate::sse::response(chunks, Dialect::Gateway, rid.0),
+        ChatReply::Stream(chunks) => crate::sse::framed(chunks, framing, request_id),
     };
     out.extensions_mut().insert(res.rate_limit);
     if let Some((index, reason)) = res.fallback {
@@ -66,11 +82,11 @@ pub async fn chat(
         h.insert("x-arena-fallback-index", HeaderValue::from(index as u64));
         h.insert("x-arena-fallback-reason", HeaderValue::from_static(reason));
     }
-    Ok(with_model(out, &res.model.id))
+    with_model(out, &res.model.id)
 }
 
 /// An error response, naming the model when the request reached one.
-fn failed(error: sluice_types::ApiError, model: Option<String>) -> Response {
+pub(crate) fn failed(error: sluice_types::ApiError, model: Option<String>) -> Response {
     let res = HttpError(error).into_response();
     match model {
         Some(m) => with_model(res, &m),

@@ -5,6 +5,7 @@ mod agents;
 mod billing;
 mod executions;
 pub(crate) mod gateway;
+mod ingress;
 mod keys;
 mod ops;
 mod workflows;
@@ -25,6 +26,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/models/{*id}", get(gateway::model))
         .route("/v1/chat/completions", post(gateway::chat))
         .route("/v1/embeddings", post(gateway::embeddings))
+        .route("/v1/completions", post(ingress::completions))
+        .route("/v1/messages", post(ingress::messages))
+        .route("/v1/messages/count_tokens", post(ingress::count_tokens))
+        .route("/v1/responses", post(ingress::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(ingress::get_response).delete(ingress::delete_response),
+        )
         .route("/v1/agents", get(agents::list).post(agents::create))
         .route(
             "/v1/agents/{id}",

@@ -36,7 +36,11 @@ async fn settle_all(server: &TestServer) {
 
 /// Waits until `n` usage records of `account` are stored (streams settle as they end, which may
 /// be just after the client read the last byte), then settles everything.
-async fn settled(server: &TestServer, account: &str, n: usize) -> Vec<sluice_store::UsageRecord> {
+pub async fn settled(
+    server: &TestServer,
+    account: &str,
+    n: usize,
+) -> Vec<sluice_store::UsageRecord> {
     let f = sluice_store::UsageFilter {
         account_id: Some(account.to_owned()),
         ..Default::default()
@@ -54,12 +58,12 @@ async fn settled(server: &TestServer, account: &str, n: usize) -> Vec<sluice_sto
 }
 
 /// Σ cost of the account's usage records.
-fn charged(records: &[sluice_store::UsageRecord]) -> i64 {
+pub fn charged(records: &[sluice_store::UsageRecord]) -> i64 {
     records.iter().map(|r| r.cost).sum()
 }
 
 /// The wallet equals what its ledger adds up to, and nothing is left reserved.
-async fn assert_reconciles(server: &TestServer, account: &str) -> i64 {
+pub async fn assert_reconciles(server: &TestServer, account: &str) -> i64 {
     let store = &server.engine.store;
     let wallet = store.wallet(account).await.unwrap().unwrap();
     assert_eq!(

@@ -29,7 +29,7 @@ fn hello(model: &str) -> Value {
 }
 
 /// The `data:` payloads and named events of an SSE body, in order.
-fn sse_frames(text: &str) -> Vec<(String, String)> {
+pub fn sse_frames(text: &str) -> Vec<(String, String)> {
     text.split("\n\n")
         .filter(|f| !f.trim().is_empty())
         .map(|f| {
@@ -617,7 +617,7 @@ async fn choices_and_stream_options_are_validated() {
 }
 
 #[tokio::test]
-async fn unknown_models_and_too_large_max_tokens_list_their_field_error() {
+async fn unknown_models_and_too_large_max_tokens_on_a_strict_model_list_their_field_error() {
     let app = TestApp::start().await;
     let acct = app.create_account("acme").await;
     let (_, key) = app.create_key(&acct, &["chat:write"]).await;
@@ -634,7 +634,7 @@ async fn unknown_models_and_too_large_max_tokens_list_their_field_error() {
     .await;
     assert_eq!(e["details"]["errors"][0]["field"], "model");
     assert_eq!(e["details"]["errors"][0]["code"], "invalid_enum");
-    let mut body = hello("small");
+    let mut body = hello("mock/strict");
     body["max_tokens"] = json!(10_000_000);
     let e = assert_error(
         chat(&app, &key, body).await,

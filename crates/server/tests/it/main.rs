@@ -14,6 +14,7 @@ mod gateway;
 mod hostile;
 mod keys;
 mod limits;
+mod messages;
 mod pg_outage;
 mod redis_faults;
 mod routing;
