@@ -245,7 +245,7 @@ pub fn to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError
     if !system.is_empty() {
         messages.push(json!({"role": "system", "content": system}));
     }
-    for (i, m) in get(&body, "messages")
+    for (i, m) in get(body, "messages")
         .as_array()
         .into_iter()
         .flatten()
@@ -254,7 +254,7 @@ pub fn to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError
         message(m, i, &mut messages)?;
     }
     let mut out = Map::new();
-    out.insert("model".into(), get(&body, "model").clone());
+    out.insert("model".into(), get(body, "model").clone());
     out.insert("messages".into(), Value::Array(messages));
     for k in ["max_tokens", "temperature", "top_p", "stream"] {
         if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
@@ -293,7 +293,7 @@ pub fn to_chat(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError
             out.insert("parallel_tool_calls".into(), json!(false));
         }
     }
-    if let Some(user) = get(&body, "metadata")["user_id"].as_str() {
+    if let Some(user) = get(body, "metadata")["user_id"].as_str() {
         out.insert("user".into(), json!(user));
     }
     // Structured output (`output_config.format`, or the older `output_format`).

@@ -22,8 +22,11 @@ pub struct ResponseMeta {
     pub echo: Map<String, Value>,
 }
 
+/// Makes the default of an echoed field.
+type MakeDefault = fn() -> Value;
+
 /// Request fields a Response object echoes back (with their defaults when absent).
-const ECHOED: &[(&str, fn() -> Value)] = &[
+const ECHOED: &[(&str, MakeDefault)] = &[
     ("instructions", || Value::Null),
     ("max_output_tokens", || Value::Null),
     ("parallel_tool_calls", || Value::Bool(true)),
@@ -276,7 +279,7 @@ fn tools(list: &[Value], out: &mut Vec<Value>) {
 pub fn prepare(body: Map<String, Value>, history: Vec<Value>) -> Result<Prepared, ApiError> {
     check(&body)?;
     let mut conversation = history;
-    conversation.extend(input_messages(&get(&body, "input"))?);
+    conversation.extend(input_messages(get(&body, "input"))?);
     let mut messages = Vec::with_capacity(conversation.len() + 1);
     if let Some(i) = body
         .get("instructions")

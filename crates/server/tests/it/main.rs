@@ -17,6 +17,7 @@ mod limits;
 mod messages;
 mod pg_outage;
 mod redis_faults;
+mod responses;
 mod routing;
 mod workflows;
 
