@@ -115,3 +115,12 @@ context_window = 4096
     yield s
     s.stop()
     subprocess.run(["bash", script, "stop", str(port)], check=False)
+
+
+@pytest.fixture(scope="session")
+def clis():
+    """Claude Code and the Codex CLI at their pinned versions (installed once by clients.sh)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients.sh")
+    out = subprocess.run(["bash", script], check=True, capture_output=True, text=True)
+    claude, codex = out.stdout.split()
+    return {"claude": claude, "codex": codex}
