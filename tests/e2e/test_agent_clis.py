@@ -8,21 +8,37 @@ import subprocess
 import tempfile
 import time
 
+import httpx
 import pytest
 
-from conftest import Sluice
+from conftest import Sluice, free_port
 
 TIMEOUT = 300
 
-# A mock model with a coding agent's context window (the demo model's 16k is too small for them).
+# Mock models with a coding agent's context window (the demo model's 16k is too small for them):
+# `agent` on an OpenAI-format provider (Messages are translated), `agent-native` on an
+# Anthropic-format one (Messages pass through).
 AGENT_CATALOG = """
 [[providers]]
 id = "mock"
 type = "mock"
 
+[[providers]]
+id = "mock-anthropic"
+type = "anthropic"
+base_url = "{mock}/v1"
+
 [[models]]
 id = "mock/agent"
 aliases = ["agent"]
+context_window = 200000
+max_output_tokens = 8192
+capabilities = ["tools"]
+
+[[models]]
+id = "mock-anthropic/agent"
+upstream = "agent"
+aliases = ["agent-native"]
 context_window = 200000
 max_output_tokens = 8192
 capabilities = ["tools"]
@@ -31,9 +47,23 @@ capabilities = ["tools"]
 
 @pytest.fixture(scope="module")
 def agent_sluice():
-    s = Sluice(["--demo"], AGENT_CATALOG)
+    port = free_port()
+    mock = subprocess.Popen([os.environ["SLUICE_BIN"], "mock-provider", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/v1/models", timeout=1)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the mock provider did not start"
+            time.sleep(0.1)
+    s = Sluice(["--demo"], AGENT_CATALOG.format(mock=url))
     yield s
     s.stop()
+    mock.terminate()
+    mock.wait(timeout=10)
 
 
 def run_claude(claude, url, key, model):
@@ -97,10 +127,10 @@ def run_codex(codex, url, key, model):
 
 
 def agent_requests(sluice):
-    """How many requests the demo account made to mock/agent, from Sluice's usage records."""
+    """How many requests the demo account made, from Sluice's usage records."""
     accounts = sluice.admin.get("/v1/accounts", params={"limit": 100}).json()["data"]
     demo = next(a["id"] for a in accounts if a["name"] == "demo")
-    r = sluice.admin.get("/v1/usage", params={"account_id": demo, "model": "mock/agent"})
+    r = sluice.admin.get("/v1/usage", params={"account_id": demo})
     assert r.status_code == 200, r.text
     return r.json()["totals"]["requests"]
 
@@ -113,9 +143,10 @@ def wait_for_requests(sluice, at_least):
     return n
 
 
-def test_claude_code_answers_through_sluice(clis, agent_sluice):
+@pytest.mark.parametrize("model", ["agent", "agent-native"])
+def test_claude_code_answers_through_sluice(clis, agent_sluice, model):
     before = agent_requests(agent_sluice)
-    code, out, err = run_claude(clis["claude"], agent_sluice.url, agent_sluice.demo_key, "agent")
+    code, out, err = run_claude(clis["claude"], agent_sluice.url, agent_sluice.demo_key, model)
     assert code == 0, f"stdout: {out}\nstderr: {err}"
     assert out.get("is_error") is False, out
     assert out["result"].strip().startswith("lorem ipsum"), out
