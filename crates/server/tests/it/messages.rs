@@ -10,9 +10,10 @@ use crate::credits::{assert_reconciles, charged, key_for, settled};
 use crate::gateway::sse_frames;
 
 /// The two upstream formats: `mock/small` speaks OpenAI chat, `anth/claude` Anthropic.
-const MODELS: [&str; 2] = ["mock/small", "anth/claude"];
+pub(crate) const MODELS: [&str; 2] = ["mock/small", "anth/claude"];
 
-async fn setup() -> (TestApp, String) {
+/// A server and a `chat:write` key.
+pub(crate) async fn setup() -> (TestApp, String) {
     let app = TestApp::start().await;
     let acct = app.create_account("acme").await;
     let (_, key) = app.create_key(&acct, &["chat:write"]).await;

@@ -9,15 +9,7 @@ use sluice_testkit::{Behavior, TestApp};
 use crate::assert_error;
 use crate::credits::{assert_reconciles, charged, key_for, settled};
 use crate::gateway::sse_frames;
-
-const MODELS: [&str; 2] = ["mock/small", "anth/claude"];
-
-async fn setup() -> (TestApp, String) {
-    let app = TestApp::start().await;
-    let acct = app.create_account("acme").await;
-    let (_, key) = app.create_key(&acct, &["chat:write"]).await;
-    (app, key)
-}
+use crate::messages::{setup, MODELS};
 
 async fn post(app: &TestApp, key: &str, body: &Value) -> Response {
     app.req(Method::POST, "/v1/responses", key)
