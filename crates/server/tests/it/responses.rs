@@ -447,3 +447,88 @@ async fn base64_embeddings_pass_through() {
     let b64 = v["data"][0]["embedding"].as_str().unwrap();
     assert_eq!(b64.len(), 44, "8 floats = 32 bytes = 44 base64 characters");
 }
+
+#[tokio::test]
+async fn responses_are_limited_and_refused_like_chat() {
+    let app = TestApp::start().await;
+    let acct = app.create_account_with_balance("limited", 1_000_000).await;
+    let (_, limited) = app
+        .create_key_with(
+            &acct,
+            json!({"scopes": ["chat:write"], "models": ["mock/small"], "rate_limits": {"rpm": 1}}),
+        )
+        .await;
+    assert_eq!(
+        post(&app, &limited, &hello("mock/small")).await.status(),
+        200
+    );
+    let res = post(&app, &limited, &hello("mock/small")).await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(res.headers()["x-arena-rate-limit-dimension"], "rpm");
+    assert_error(
+        res,
+        429,
+        "rate_limit_exceeded",
+        "invalid_request_error",
+        None,
+        true,
+    )
+    .await;
+    let e = assert_error(
+        post(&app, &limited, &hello("anth/claude")).await,
+        422,
+        "model_not_allowed",
+        "invalid_request_error",
+        Some("model"),
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["allowed_models"], json!(["mock/small"]));
+
+    let poor = app.create_account_with_balance("poor", 0).await;
+    let (_, poor_key) = app.create_key(&poor, &["chat:write"]).await;
+    let weak_acct = app.create_account_with_balance("weak", 1_000_000).await;
+    let (_, weak) = app.create_key(&weak_acct, &["models:read"]).await;
+    let before = app.mock.stats().requests;
+    assert_error(
+        post(&app, &poor_key, &hello("mock/small")).await,
+        402,
+        "insufficient_credits",
+        "billing_error",
+        None,
+        false,
+    )
+    .await;
+    assert_error(
+        post(&app, &weak, &hello("mock/small")).await,
+        403,
+        "forbidden",
+        "permission_error",
+        None,
+        false,
+    )
+    .await;
+    assert_error(
+        post(&app, &poor_key, &hello("no-such-model")).await,
+        400,
+        "invalid_request",
+        "invalid_request_error",
+        Some("model"),
+        false,
+    )
+    .await;
+    assert_eq!(app.mock.stats().requests, before, "no upstream call");
+
+    let (app2, key) = setup().await;
+    for (model, status) in [("mock/err500", 502), ("down/x", 503)] {
+        assert_error(
+            post(&app2, &key, &hello(model)).await,
+            status,
+            "provider_unavailable",
+            "provider_error",
+            None,
+            true,
+        )
+        .await;
+    }
+}
