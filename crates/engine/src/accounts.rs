@@ -234,12 +234,17 @@ impl Engine {
             }
         };
         errors.finish()?;
-        self.store
+        let updated = self
+            .store
             .update_account(id, plan, tier)
             .await
             .map_err(store_error)?
             .map(AccountView::from)
-            .ok_or_else(|| ApiError::not_found("account", id))
+            .ok_or_else(|| ApiError::not_found("account", id));
+        // A cached key carries its account's tier. After the write: a key read that began
+        // before it is refused by the generation check.
+        self.keys.invalidate();
+        updated
     }
 
     /// Admins see any account; others only their own (another's is `not_owner`).

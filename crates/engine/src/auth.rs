@@ -92,8 +92,9 @@ pub fn verify(
 impl Engine {
     /// Resolves the presented secret (from `Authorization: Bearer` or `x-api-key`).
     ///
-    /// One indexed read per request, so a revocation on any instance sharing the store takes
-    /// effect on the very next request everywhere.
+    /// A key read from the store serves for `settings.key_cache` (verified against the secret,
+    /// revocation and the clock on every use); zero makes it one indexed read per request, so a
+    /// revocation on any instance takes effect on the very next request everywhere.
     pub async fn authenticate(&self, presented: Option<&str>) -> Result<Principal, ApiError> {
         let secret = match presented.map(str::trim) {
             None | Some("") => return Err(ApiError::unauthorized("missing_api_key")),
@@ -116,6 +117,11 @@ impl Engine {
         let Some(lookup) = lookup_of(secret) else {
             return Err(ApiError::unauthorized("api_key_invalid"));
         };
+        if let Some((key, tier)) = self.keys.get(lookup) {
+            return verify(&key, tier, secret, sluice_types::now_unix());
+        }
+        let generation = self.keys.generation();
+        let read_at = std::time::Instant::now();
         // A store that does not answer must not hold every request: 503 after the deadline.
         let deadline = self.settings.store_deadline;
         let found = tokio::time::timeout(deadline, self.store.find_key_with_tier(lookup))
@@ -124,7 +130,13 @@ impl Engine {
         let (key, tier) = found
             .map_err(store_error)?
             .ok_or_else(|| ApiError::unauthorized("api_key_invalid"))?;
-        verify(&key, tier, secret, sluice_types::now_unix())
+        let principal = verify(&key, tier, secret, sluice_types::now_unix());
+        // Only keys someone proved to hold are kept: guesses cannot fill the cache.
+        if principal.is_ok() {
+            self.keys
+                .put(generation, std::sync::Arc::new(key), tier, read_at);
+        }
+        principal
     }
 }
 

@@ -57,6 +57,9 @@ pub struct RawServer {
     pub max_connections_per_client: Option<usize>,
     /// Deadline of store calls on the request path: key lookup, credit leases (ms, default 2000).
     pub store_timeout_ms: Option<u64>,
+    /// How long a key read from the store serves without another read (ms, default 1000; 0:
+    /// a read per request, revocations seen at once on every instance).
+    pub key_cache_ms: Option<u64>,
 }
 
 /// Connection and request-read limits of the HTTP server (`[server]`).
@@ -518,6 +521,7 @@ pub fn load(
             store_deadline,
         },
         store_deadline,
+        key_cache: std::time::Duration::from_millis(raw.server.key_cache_ms.unwrap_or(1_000)),
     };
 
     Ok(Config {

@@ -478,6 +478,7 @@ impl Engine {
             .await
             .map_err(store_error)?
             .ok_or_else(|| ApiError::not_found("api_key", id))?;
+        self.keys.invalidate();
         Ok(key.into())
     }
 }

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod executions;
 pub mod executor;
 pub mod ingress;
+pub mod key_cache;
 pub mod keys;
 pub mod limiter_policy;
 pub mod limits;
@@ -48,6 +49,8 @@ pub struct Engine {
     pub sandbox: executor::sandbox::Sandbox,
     on_limiter_error: limiter_policy::OnError,
     admin_key_hash: Option<[u8; 32]>,
+    /// Keys read from the store within `settings.key_cache` (see `key_cache.rs`).
+    pub(crate) keys: key_cache::KeyCache,
 }
 
 /// Engine tunables that come from configuration.
@@ -65,6 +68,10 @@ pub struct Settings {
     /// How long a request waits for the store on its path (key lookup; credit leases use
     /// `credits.store_deadline`, set from the same key) before answering 503.
     pub store_deadline: std::time::Duration,
+    /// How long a key read from the store authenticates requests without another read: the
+    /// bound within which a revocation or tier change made through another instance is seen
+    /// here (this instance's own changes apply at once). Zero: a store read per request.
+    pub key_cache: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -78,6 +85,7 @@ impl Default for Settings {
             allow_private_networks: false,
             executor: Default::default(),
             store_deadline: std::time::Duration::from_secs(2),
+            key_cache: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -104,6 +112,7 @@ impl Engine {
             gateway,
             sandbox: executor::sandbox::Sandbox::new(settings.executor.sandbox.clone()),
             on_limiter_error: limiter_policy::OnError::FailOpen,
+            keys: key_cache::KeyCache::new(settings.key_cache),
             settings,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }

@@ -95,17 +95,32 @@ impl TestApp {
 
     /// Like `start`, with extra routes mounted under the same middleware.
     pub async fn start_with(extra: Option<Router<AppState>>) -> TestApp {
+        Self::start_with_settings(extra, test_settings()).await
+    }
+
+    /// Like `start_with`, with engine settings of the test's own.
+    pub async fn start_with_settings(
+        extra: Option<Router<AppState>>,
+        settings: sluice_engine::Settings,
+    ) -> TestApp {
         let db = TestDatabase::new(Backend::from_env())
             .await
             .expect("test database");
         let mock = MockProvider::start().await.expect("mock provider");
-        let server = TestServer::on(&db, catalog::test_catalog(&mock.base_url()), extra).await;
+        let catalog = catalog::test_catalog(&mock.base_url());
+        let server = TestServer::on_with(&db, catalog, extra, settings).await;
         TestApp { server, db, mock }
     }
 
     /// A second server on the same database and catalog (another "instance").
     pub async fn another_instance(&self) -> TestServer {
-        TestServer::on(&self.db, catalog::test_catalog(&self.mock.base_url()), None).await
+        self.another_instance_with(test_settings()).await
+    }
+
+    /// A second instance with engine settings of the test's own.
+    pub async fn another_instance_with(&self, settings: sluice_engine::Settings) -> TestServer {
+        let catalog = catalog::test_catalog(&self.mock.base_url());
+        TestServer::on_with(&self.db, catalog, None, settings).await
     }
 }
 
@@ -123,6 +138,16 @@ impl TestServer {
         catalog: Catalog,
         extra: Option<Router<AppState>>,
     ) -> TestServer {
+        Self::on_with(db, catalog, extra, test_settings()).await
+    }
+
+    /// Like `on`, with engine settings of the test's own.
+    pub async fn on_with(
+        db: &TestDatabase,
+        catalog: Catalog,
+        extra: Option<Router<AppState>>,
+        settings: sluice_engine::Settings,
+    ) -> TestServer {
         let store = db.open().await.expect("open store");
         let breaker = sluice_gateway::routing::BreakerSettings {
             failures: 3,
@@ -133,7 +158,7 @@ impl TestServer {
             store,
             Some(&SecretString::new(admin_key())),
             gateway,
-            test_settings(),
+            settings,
         ));
         engine.bootstrap().await.expect("bootstrap");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -1,8 +1,10 @@
 //! Accounts and keys through the API: issue, show once, list, revoke, ownership, delegation.
 
+use std::time::{Duration, Instant};
+
 use reqwest::Method;
 use serde_json::{json, Value};
-use sluice_testkit::{admin_key, TestApp};
+use sluice_testkit::{admin_key, test_settings, TestApp, TestServer};
 
 use crate::assert_error;
 
@@ -219,10 +221,13 @@ async fn accounts_are_admin_only_and_names_unique() {
     assert_error(res, 403, "forbidden", "permission_error", None, false).await;
 }
 
-#[tokio::test]
-async fn a_revoked_key_stops_on_the_next_request_on_every_instance() {
-    let app = TestApp::start().await;
-    let second = app.another_instance().await;
+/// Two instances on one store, a key both have just authenticated, and its revocation through
+/// the second; returns the first instance, the secret and when the revocation was answered.
+async fn revoke_through_the_second(
+    settings: sluice_engine::Settings,
+) -> (TestApp, TestServer, String, Instant) {
+    let app = TestApp::start_with_settings(None, settings.clone()).await;
+    let second = app.another_instance_with(settings).await;
     let a = app.create_account("a").await;
     let (key_id, secret) = app.create_key(&a, &["keys:read", "keys:write"]).await;
     for server in [&app.server, &second] {
@@ -233,40 +238,90 @@ async fn a_revoked_key_stops_on_the_next_request_on_every_instance() {
             .unwrap();
         assert_eq!(res.status(), 200);
     }
-    // Revoked through instance two (by the key itself); refused by instance one straight after.
+    // Revoked through instance two, by the key itself.
     let res = second
         .req(Method::DELETE, &format!("/v1/keys/{key_id}"), &secret)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    let revoked_at = Instant::now();
     let revoked: Value = res.json().await.unwrap();
     assert!(revoked["revoked_at"].as_i64().is_some());
-    for server in [&app.server, &second] {
-        let res = server
-            .req(Method::GET, "/v1/keys", &secret)
-            .send()
-            .await
-            .unwrap();
-        let e = assert_error(
-            res,
-            401,
-            "unauthorized",
-            "authentication_error",
-            None,
-            false,
-        )
-        .await;
-        assert_eq!(e["details"]["reason"], "api_key_revoked");
-    }
     // Revoking again is harmless and keeps the first time.
-    let res = app
+    let res = second
         .req(Method::DELETE, &format!("/v1/keys/{key_id}"), &admin_key())
         .send()
         .await
         .unwrap();
     let again: Value = res.json().await.unwrap();
     assert_eq!(again["revoked_at"], revoked["revoked_at"]);
+    (app, second, secret, revoked_at)
+}
+
+async fn assert_revoked(server: &TestServer, secret: &str) {
+    let res = server
+        .req(Method::GET, "/v1/keys", secret)
+        .send()
+        .await
+        .unwrap();
+    let e = assert_error(
+        res,
+        401,
+        "unauthorized",
+        "authentication_error",
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(e["details"]["reason"], "api_key_revoked");
+}
+
+#[tokio::test]
+async fn with_strict_keys_a_revocation_stops_the_next_request_on_every_instance() {
+    let strict = sluice_engine::Settings {
+        key_cache: Duration::ZERO,
+        ..test_settings()
+    };
+    let (app, second, secret, _) = revoke_through_the_second(strict).await;
+    assert_revoked(&second, &secret).await;
+    assert_revoked(&app.server, &secret).await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_cached_key_is_refused_at_once_here_and_within_the_cache_bound_elsewhere() {
+    let settings = test_settings();
+    let bound = settings.key_cache;
+    assert_eq!(bound, Duration::from_secs(1), "the documented default");
+    let (app, second, secret, revoked_at) = revoke_through_the_second(settings).await;
+    // The instance that revoked it forgets its cached keys at once.
+    assert_revoked(&second, &secret).await;
+    // The other one reads the key again once its copy is older than the bound.
+    let mut served_from_cache = 0;
+    loop {
+        let res = app
+            .req(Method::GET, "/v1/keys", &secret)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 401 {
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        served_from_cache += 1;
+        assert!(
+            revoked_at.elapsed() < bound + Duration::from_millis(500),
+            "still accepted {:?} after the revocation",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_revoked(&app.server, &secret).await;
+    eprintln!(
+        "refused {:?} after the revocation ({served_from_cache} requests served from the cache)",
+        revoked_at.elapsed()
+    );
     second.stop().await;
 }
 
