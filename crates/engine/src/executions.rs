@@ -171,6 +171,8 @@ impl Engine {
             ..Default::default()
         };
         self.store.create_execution(&x).await.map_err(store_error)?;
+        // A permit is kept if every worker is busy: the next one to go idle claims at once.
+        self.work_queued.notify_one();
         Ok(x)
     }
 

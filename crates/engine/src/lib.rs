@@ -51,6 +51,9 @@ pub struct Engine {
     admin_key_hash: Option<[u8; 32]>,
     /// Keys read from the store within `settings.key_cache` (see `key_cache.rs`).
     pub(crate) keys: key_cache::KeyCache,
+    /// Wakes an idle worker of this instance when an execution is queued here, so it starts at
+    /// once rather than at the next poll (other instances find it by polling).
+    pub(crate) work_queued: tokio::sync::Notify,
 }
 
 /// Engine tunables that come from configuration.
@@ -113,6 +116,7 @@ impl Engine {
             sandbox: executor::sandbox::Sandbox::new(settings.executor.sandbox.clone()),
             on_limiter_error: limiter_policy::OnError::FailOpen,
             keys: key_cache::KeyCache::new(settings.key_cache),
+            work_queued: tokio::sync::Notify::new(),
             settings,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }

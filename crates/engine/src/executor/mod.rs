@@ -744,6 +744,7 @@ impl Engine {
                             Ok(None) => {
                                 tokio::select! {
                                     _ = tokio::time::sleep(poll) => {}
+                                    _ = engine.work_queued.notified() => {}
                                     _ = stop.changed() => return,
                                 }
                             }

@@ -740,3 +740,33 @@ async fn start_bodies_are_strict_and_a_finished_execution_cannot_be_cancelled() 
     let e = assert_error(res, 409, "conflict", "invalid_request_error", None, false).await;
     assert_eq!(e["details"]["value"], "succeeded");
 }
+
+#[tokio::test]
+async fn a_queued_execution_starts_at_once_not_at_the_next_poll() {
+    let mut settings = sluice_testkit::test_settings();
+    settings.executor.poll_interval = Duration::from_secs(30);
+    let app = TestApp::start_with_settings(None, settings).await;
+    let k = key(&app).await;
+    let id = wf(
+        &app,
+        &k,
+        json!({"nodes": [{"id": "a", "type": "transform", "params": {"template": {"ok": true}}}]}),
+    )
+    .await;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let res = app
+            .req(
+                Method::POST,
+                &format!("/v1/workflows/{id}/executions?wait=true"),
+                &k,
+            )
+            .json(&json!({"input": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        // Idle workers sleep 30 s between polls here: only the wake-up can start it this soon.
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+}
