@@ -266,6 +266,10 @@ impl Engine {
     /// way a synchronous run must: the execution, or `execution_failed` / `execution_timeout`.
     pub async fn wait_execution(&self, who: &Principal, id: &str) -> Result<Value, ApiError> {
         loop {
+            // Registered before the read, so an end between the read and the wait still wakes it.
+            let ended = self.work_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
             let x = self.execution(who, id).await?;
             let now = now_ms();
             if TERMINAL.contains(&x.status.as_str()) || now > x.timeout_at + 2_000 {
@@ -291,7 +295,10 @@ impl Engine {
                     _ => self.execution_view(&x).await,
                 };
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::select! {
+                _ = ended => {}
+                _ = tokio::time::sleep(Duration::from_millis(25)) => {}
+            }
         }
     }
 }

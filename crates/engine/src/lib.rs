@@ -54,6 +54,9 @@ pub struct Engine {
     /// Wakes an idle worker of this instance when an execution is queued here, so it starts at
     /// once rather than at the next poll (other instances find it by polling).
     pub(crate) work_queued: tokio::sync::Notify,
+    /// Wakes this instance's `?wait=true` requests when one of its workers ends an execution
+    /// (those ended elsewhere are found by their 25 ms poll).
+    pub(crate) work_ended: tokio::sync::Notify,
 }
 
 /// Engine tunables that come from configuration.
@@ -117,6 +120,7 @@ impl Engine {
             on_limiter_error: limiter_policy::OnError::FailOpen,
             keys: key_cache::KeyCache::new(settings.key_cache),
             work_queued: tokio::sync::Notify::new(),
+            work_ended: tokio::sync::Notify::new(),
             settings,
             admin_key_hash: admin_key.map(|k| auth::sha256(k.expose().as_bytes())),
         }

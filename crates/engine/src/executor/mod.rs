@@ -215,6 +215,7 @@ impl Engine {
                     data["error"] = e["error"].clone();
                 }
                 self.event(&exec.id, "execution_finished", data).await;
+                self.work_ended.notify_waiters();
             }
             Ok(false) => {}
             Err(e) => {
