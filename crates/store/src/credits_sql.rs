@@ -48,8 +48,11 @@ row_fn!(usage_from_row, UsageRecord, |row, e| UsageRecord {
     created_at: row.try_get("created_at").map_err(e)?,
 });
 
-/// `INSERT … VALUES (…), (…)` for `rows` usage records (13 columns each).
-pub(crate) fn usage_insert_sql(rows: usize) -> String {
+/// `INSERT … VALUES (…), (…)` for `rows` usage records (13 columns each), with `$n`
+/// placeholders (`numbered`) or anonymous `?` ones. SQLite resolves each `$n` by scanning the
+/// statement's parameter names, which costs quadratic time over a 1,300-parameter batch; `?`
+/// binds by position.
+pub(crate) fn usage_insert_sql(rows: usize, numbered: bool) -> String {
     let mut q = format!("INSERT INTO usage_records ({USAGE_COLS}) VALUES ");
     for r in 0..rows {
         if r > 0 {
@@ -60,7 +63,11 @@ pub(crate) fn usage_insert_sql(rows: usize) -> String {
             if c > 0 {
                 q.push_str(", ");
             }
-            q.push_str(&format!("${}", r * 13 + c + 1));
+            if numbered {
+                q.push_str(&format!("${}", r * 13 + c + 1));
+            } else {
+                q.push('?');
+            }
         }
         q.push(')');
     }
@@ -343,7 +350,7 @@ macro_rules! impl_credits {
                 let mut tx = self.pool.begin().await.map_err($crate::backend_err)?;
                 // Multi-row statements: one round trip per 100 records instead of per record.
                 for chunk in records.chunks(100) {
-                    let q = $crate::credits_sql::usage_insert_sql(chunk.len());
+                    let q = $crate::credits_sql::usage_insert_sql(chunk.len(), <$store>::NUMBERED_PARAMS);
                     let mut query = sqlx::query(&q);
                     for r in chunk {
                         query = query

@@ -19,6 +19,9 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Postgres takes only `$n` placeholders.
+    pub(crate) const NUMBERED_PARAMS: bool = true;
+
     pub async fn open(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)

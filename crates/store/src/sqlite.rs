@@ -17,6 +17,9 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Batched statements bind by position (`?`); see `credits_sql::usage_insert_sql`.
+    pub(crate) const NUMBERED_PARAMS: bool = false;
+
     /// Opens (creating if needed) the database at `url` and migrates it.
     ///
     /// Two processes creating the same fresh file at once can get `SQLITE_BUSY` without the busy
