@@ -244,6 +244,7 @@ impl Engine {
         // A cached key carries its account's tier. After the write: a key read that began
         // before it is refused by the generation check.
         self.keys.invalidate();
+        self.announce_key_change().await;
         updated
     }
 

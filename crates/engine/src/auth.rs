@@ -90,6 +90,27 @@ pub fn verify(
 }
 
 impl Engine {
+    /// Tells other instances to forget their cached keys; if that fails, they see the change
+    /// within the key cache's bound.
+    pub(crate) async fn announce_key_change(&self) {
+        if let Err(e) = self.store.announce_key_change().await {
+            tracing::warn!(error = %e, "key change not announced; other instances see it within key_cache_ms");
+        }
+    }
+
+    /// Where the store can announce key changes (Postgres), makes other instances' revocations
+    /// and tier changes reach this instance's key cache as they happen rather than at the end
+    /// of its bound. Call before serving; true when listening.
+    pub async fn listen_for_key_changes(&self) -> bool {
+        if !self.keys.enabled() {
+            return false;
+        }
+        let keys = self.keys.clone();
+        self.store
+            .watch_key_changes(std::sync::Arc::new(move || keys.invalidate()))
+            .await
+    }
+
     /// Resolves the presented secret (from `Authorization: Bearer` or `x-api-key`).
     ///
     /// A key read from the store serves for `settings.key_cache` (verified against the secret,

@@ -2,9 +2,10 @@
 //!
 //! A cached key is still verified on every use (secret hash, revocation, expiry against the
 //! clock). What the cache can make stale is a change made elsewhere: a revocation or tier change
-//! through another instance is seen here once the entry is older than the bound (`ttl`). Changes
-//! made through this instance clear the cache at once, and a generation number keeps a store
-//! read that started before such a change from putting the old record back.
+//! through another instance is seen here when that instance's announcement arrives (Postgres
+//! `NOTIFY`), and at the latest once the entry is older than the bound (`ttl`). Changes made
+//! through this instance clear the cache at once, and a generation number keeps a store read
+//! that started before such a change from putting the old record back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +77,8 @@ impl KeyCache {
         entries.insert(key.lookup.clone(), Entry { key, tier, read_at });
     }
 
-    /// Forgets every key (after a revocation or an account change through this instance).
+    /// Forgets every key (after a revocation or an account change, here or announced by
+    /// another instance).
     pub fn invalidate(&self) {
         if let Ok(mut entries) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::AcqRel);

@@ -479,6 +479,7 @@ impl Engine {
             .map_err(store_error)?
             .ok_or_else(|| ApiError::not_found("api_key", id))?;
         self.keys.invalidate();
+        self.announce_key_change().await;
         Ok(key.into())
     }
 }

@@ -50,7 +50,7 @@ pub struct Engine {
     on_limiter_error: limiter_policy::OnError,
     admin_key_hash: Option<[u8; 32]>,
     /// Keys read from the store within `settings.key_cache` (see `key_cache.rs`).
-    pub(crate) keys: key_cache::KeyCache,
+    pub(crate) keys: Arc<key_cache::KeyCache>,
     /// Wakes an idle worker of this instance when an execution is queued here, so it starts at
     /// once rather than at the next poll (other instances find it by polling).
     pub(crate) work_queued: tokio::sync::Notify,
@@ -118,7 +118,7 @@ impl Engine {
             gateway,
             sandbox: executor::sandbox::Sandbox::new(settings.executor.sandbox.clone()),
             on_limiter_error: limiter_policy::OnError::FailOpen,
-            keys: key_cache::KeyCache::new(settings.key_cache),
+            keys: Arc::new(key_cache::KeyCache::new(settings.key_cache)),
             work_queued: tokio::sync::Notify::new(),
             work_ended: tokio::sync::Notify::new(),
             settings,

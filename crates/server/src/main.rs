@@ -269,6 +269,7 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     let (engine, startup_warnings) = open_engine(&config, mock_url.as_deref()).await?;
     sluice_gateway::tokens::warm_up();
     let bootstrap_secret = engine.bootstrap().await.map_err(api_err)?;
+    let announced = engine.listen_for_key_changes().await;
     let demo_secret = if demo {
         Some(
             sluice_engine::demo::issue_key(&engine)
@@ -284,6 +285,9 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     tracing::info!("listening on http://{addr}");
     for w in config.warnings.iter().chain(&startup_warnings) {
         tracing::warn!("{w}");
+    }
+    if !announced && engine.store.backend() == "postgres" && !engine.settings.key_cache.is_zero() {
+        tracing::warn!("not listening for key changes: other instances' revocations reach this one within key_cache_ms");
     }
     if let Some(secret) = bootstrap_secret {
         println!("Created an admin API key (shown once; store it now): {secret}");

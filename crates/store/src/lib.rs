@@ -335,6 +335,17 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// Closes the pool; pending queries finish first.
     async fn close(&self);
+    /// Tells the other instances sharing the store that a key or an account changed
+    /// (Postgres `NOTIFY`); nothing where the store has no such channel.
+    async fn announce_key_change(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Calls `on_change` for every change another instance announces, until the store is
+    /// closed. False where the store has no such channel: the key cache's bound alone applies
+    /// (as it does for an announcement missed while the listening connection was down).
+    async fn watch_key_changes(&self, _on_change: Arc<dyn Fn() + Send + Sync>) -> bool {
+        false
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`, `postgres://…`) and

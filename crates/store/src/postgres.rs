@@ -1,5 +1,6 @@
 //! The scale-out backend: several Sluice instances share one Postgres database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +11,9 @@ use crate::{
     backend_err, credits_sql, execution_sql, flows_sql, migrate, responses_sql, sql, workflow_sql,
     Store, StoreResult,
 };
+
+/// The `NOTIFY` channel on which instances announce key and account changes.
+const KEY_CHANNEL: &str = "sluice_keys";
 
 /// Advisory lock id held while migrating, so concurrent starts apply each migration once.
 const MIGRATION_LOCK: i64 = 0x51_1CE0;
@@ -69,5 +73,39 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn announce_key_change(&self) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(KEY_CHANNEL)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend_err)
+    }
+
+    async fn watch_key_changes(&self, on_change: Arc<dyn Fn() + Send + Sync>) -> bool {
+        // Failing here is reported by the caller (after the server's first log line).
+        let Ok(mut listener) = sqlx::postgres::PgListener::connect_with(&self.pool).await else {
+            return false;
+        };
+        if listener.listen(KEY_CHANNEL).await.is_err() {
+            return false;
+        }
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => on_change(),
+                    // Reconnected: what was announced meanwhile is covered by the cache bound.
+                    Ok(None) => {}
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "key change listener reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        true
     }
 }

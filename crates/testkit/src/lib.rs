@@ -161,6 +161,7 @@ impl TestServer {
             settings,
         ));
         engine.bootstrap().await.expect("bootstrap");
+        engine.listen_for_key_changes().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

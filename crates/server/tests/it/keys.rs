@@ -325,6 +325,45 @@ async fn a_cached_key_is_refused_at_once_here_and_within_the_cache_bound_elsewhe
     second.stop().await;
 }
 
+#[tokio::test]
+async fn on_postgres_a_revocation_elsewhere_is_announced_to_every_key_cache() {
+    // A bound long enough that only the announcement can explain a quick refusal.
+    let long = sluice_engine::Settings {
+        key_cache: Duration::from_secs(60),
+        ..test_settings()
+    };
+    let (app, second, secret, revoked_at) = revoke_through_the_second(long).await;
+    assert_revoked(&second, &secret).await;
+    match app.db.backend {
+        sluice_store::testing::Backend::Postgres => loop {
+            let res = app
+                .req(Method::GET, "/v1/keys", &secret)
+                .send()
+                .await
+                .unwrap();
+            if res.status() == 401 {
+                break;
+            }
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(2),
+                "the announcement did not arrive"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        },
+        // SQLite announces nothing (one instance per file is the embedded case): the other
+        // instance's cached copy serves until the bound, as documented.
+        sluice_store::testing::Backend::Sqlite => {
+            let res = app
+                .req(Method::GET, "/v1/keys", &secret)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    }
+    second.stop().await;
+}
+
 /// "Say hello" on `mock/small` costs 19 micro-credits (see `credits.rs`).
 const HELLO_COST: i64 = 19;
 
