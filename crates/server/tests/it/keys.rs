@@ -277,6 +277,35 @@ async fn assert_revoked(server: &TestServer, secret: &str) {
     assert_eq!(e["details"]["reason"], "api_key_revoked");
 }
 
+/// Polls `server` with the revoked key until it is refused, which must happen within `within`
+/// of `revoked_at`; returns how many requests it still served meanwhile.
+async fn until_refused(
+    server: &TestServer,
+    secret: &str,
+    revoked_at: Instant,
+    within: Duration,
+) -> usize {
+    let mut served = 0;
+    loop {
+        let res = server
+            .req(Method::GET, "/v1/keys", secret)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 401 {
+            return served;
+        }
+        assert_eq!(res.status(), 200);
+        served += 1;
+        assert!(
+            revoked_at.elapsed() < within,
+            "still accepted {:?} after the revocation",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn with_strict_keys_a_revocation_stops_the_next_request_on_every_instance() {
     let strict = sluice_engine::Settings {
@@ -298,25 +327,13 @@ async fn a_cached_key_is_refused_at_once_here_and_within_the_cache_bound_elsewhe
     // The instance that revoked it forgets its cached keys at once.
     assert_revoked(&second, &secret).await;
     // The other one reads the key again once its copy is older than the bound.
-    let mut served_from_cache = 0;
-    loop {
-        let res = app
-            .req(Method::GET, "/v1/keys", &secret)
-            .send()
-            .await
-            .unwrap();
-        if res.status() == 401 {
-            break;
-        }
-        assert_eq!(res.status(), 200);
-        served_from_cache += 1;
-        assert!(
-            revoked_at.elapsed() < bound + Duration::from_millis(500),
-            "still accepted {:?} after the revocation",
-            revoked_at.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let served_from_cache = until_refused(
+        &app.server,
+        &secret,
+        revoked_at,
+        bound + Duration::from_millis(500),
+    )
+    .await;
     assert_revoked(&app.server, &secret).await;
     eprintln!(
         "refused {:?} after the revocation ({served_from_cache} requests served from the cache)",
@@ -335,21 +352,9 @@ async fn on_postgres_a_revocation_elsewhere_is_announced_to_every_key_cache() {
     let (app, second, secret, revoked_at) = revoke_through_the_second(long).await;
     assert_revoked(&second, &secret).await;
     match app.db.backend {
-        sluice_store::testing::Backend::Postgres => loop {
-            let res = app
-                .req(Method::GET, "/v1/keys", &secret)
-                .send()
-                .await
-                .unwrap();
-            if res.status() == 401 {
-                break;
-            }
-            assert!(
-                revoked_at.elapsed() < Duration::from_secs(2),
-                "the announcement did not arrive"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        },
+        sluice_store::testing::Backend::Postgres => {
+            until_refused(&app.server, &secret, revoked_at, Duration::from_secs(2)).await;
+        }
         // SQLite announces nothing (one instance per file is the embedded case): the other
         // instance's cached copy serves until the bound, as documented.
         sluice_store::testing::Backend::Sqlite => {
