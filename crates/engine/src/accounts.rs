@@ -243,8 +243,10 @@ impl Engine {
             .ok_or_else(|| ApiError::not_found("account", id));
         // A cached key carries its account's tier. After the write: a key read that began
         // before it is refused by the generation check.
-        self.keys.invalidate();
-        self.announce_key_change().await;
+        if updated.is_ok() {
+            self.keys.invalidate();
+            self.announce_key_change().await;
+        }
         updated
     }
 

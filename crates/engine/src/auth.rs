@@ -93,8 +93,20 @@ impl Engine {
     /// Tells other instances to forget their cached keys; if that fails, they see the change
     /// within the key cache's bound.
     pub(crate) async fn announce_key_change(&self) {
-        if let Err(e) = self.store.announce_key_change().await {
-            tracing::warn!(error = %e, "key change not announced; other instances see it within key_cache_ms");
+        let announced = tokio::time::timeout(
+            self.settings.store_deadline,
+            self.store.announce_key_change(),
+        );
+        match announced.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "key change not announced; other instances see it within key_cache_ms")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "key change announcement timed out; other instances see it within key_cache_ms"
+                )
+            }
         }
     }
 
@@ -106,9 +118,13 @@ impl Engine {
             return false;
         }
         let keys = self.keys.clone();
-        self.store
-            .watch_key_changes(std::sync::Arc::new(move || keys.invalidate()))
+        let watch = self
+            .store
+            .watch_key_changes(std::sync::Arc::new(move || keys.invalidate()));
+        // A store that does not answer at start must not hold the start-up: the bound applies.
+        tokio::time::timeout(self.settings.store_deadline, watch)
             .await
+            .unwrap_or(false)
     }
 
     /// Resolves the presented secret (from `Authorization: Bearer` or `x-api-key`).

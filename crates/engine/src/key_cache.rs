@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use sluice_store::ApiKey;
@@ -49,7 +49,8 @@ impl KeyCache {
         if !self.enabled() {
             return None;
         }
-        let entries = self.entries.read().ok()?;
+        // No code panics while holding the lock; a poisoned map is still a valid map.
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let e = entries.get(lookup)?;
         (e.read_at.elapsed() < self.ttl).then(|| (e.key.clone(), e.tier))
     }
@@ -64,9 +65,7 @@ impl KeyCache {
         if !self.enabled() {
             return;
         }
-        let Ok(mut entries) = self.entries.write() else {
-            return;
-        };
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         // Checked under the write lock: `invalidate` bumps the generation under it too.
         if self.generation.load(Ordering::Acquire) != generation {
             return;
@@ -80,12 +79,9 @@ impl KeyCache {
     /// Forgets every key (after a revocation or an account change, here or announced by
     /// another instance).
     pub fn invalidate(&self) {
-        if let Ok(mut entries) = self.entries.write() {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-            entries.clear();
-        } else {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 }
 
